@@ -224,15 +224,18 @@ def _translate(ex, command, timeout, elapsed):
     lowered = text.lower()
     if code == VIR_ERR_ARGUMENT_UNSUPPORTED and 'not configured' in lowered:
         return AgentNotConfigured()
+    # libvirt's guest-sync before a raw command waits up to 5 s whatever
+    # the per-call timeout, so report the time actually waited.
+    waited = max(timeout, round(elapsed, 1))
     if code == VIR_ERR_AGENT_COMMAND_TIMEOUT:
-        return AgentTimeout(command=command, timeout=timeout)
+        return AgentTimeout(command=command, timeout=waited)
     if code == VIR_ERR_AGENT_UNRESPONSIVE:
         # libvirt < 11.2 uses 86 both for a closed channel (at once) and for
         # a reply that never came ("not available for now", after timeout).
         if 'not connected' in lowered:
             return AgentNotConnected()
         if 'not available for now' in lowered or elapsed >= 0.9 * timeout:
-            return AgentTimeout(command=command, timeout=timeout)
+            return AgentTimeout(command=command, timeout=waited)
         return AgentNotConnected()
     if 'has been disabled' in lowered:
         if 'frozen state' in lowered:

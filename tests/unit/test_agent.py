@@ -236,6 +236,14 @@ class TestErrorMapping(AgentTestCase):
         self.raising(86, 'Guest agent is not responding', after=5.0)
         self.assertRaises(agent.AgentTimeout, self.agent.ping)
 
+    def test_timeout_reports_the_time_waited(self):
+        # A raw command waits 5 s for libvirt's guest-sync even when its
+        # own timeout is shorter.
+        self.raising(86, NOT_AVAILABLE, after=5.0)
+        ex = self.assertRaises(agent.AgentTimeout, self.agent._call,
+                               'guest-ping', timeout=2)
+        self.assertIn('within 5.0 s', str(ex))
+
     def test_112_is_timeout(self):
         self.raising(112, "Guest agent didn't respond within timeout")
         self.assertRaises(agent.AgentTimeout, self.agent.ping)
