@@ -1,0 +1,1 @@
+from nova import monkey_patch ; monkey_patch.patch()  # noqa
