@@ -99,7 +99,8 @@ class AgentNotConnected(AgentError):
 
 class AgentTimeout(AgentError):
     msg_fmt = _("The QEMU guest agent did not answer %(command)s within "
-                "%(timeout)s s; qemu-ga may be hung or the guest overloaded. "
+                "%(timeout)s s; qemu-ga may be hung or the guest overloaded, "
+                "and the command may still take effect once it recovers. "
                 "Check qemu-ga in the guest and retry.")
 
 
@@ -124,6 +125,19 @@ _FROZEN_MSG = _("Command %(command)s is refused while the guest's "
                 "filesystems are frozen; thaw them and retry.")
 _ABSENT_MSG = _("Command %(command)s is not supported by the guest's qemu-ga "
                 "%(version)s; upgrade qemu-ga in the guest.")
+
+# Replies travel through libvirt's RPC (strings up to 4 MiB) and libvirtd's
+# agent reader (10 MiB, beyond which it drops the connection while qemu-ga
+# stays blocked writing the rest). qemu-ga has freed an exec record by then.
+_REPLY_TOO_LARGE = _(
+    "the reply is larger than libvirt's 4 MiB message limit and is lost; "
+    "keep a command's stdout and stderr together under about 3 MiB, for "
+    "example by redirecting them to a file in the guest")
+_REPLY_OVER_LIMIT = _(
+    "the reply exceeded libvirt's 10 MiB agent limit and is lost; libvirt "
+    "dropped the agent connection, so kill and restart qemu-ga in the guest "
+    "(or restart the instance), and keep a command's output under about "
+    "3 MiB")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,6 +251,10 @@ def _translate(ex, command, timeout, elapsed):
         if 'not available for now' in lowered or elapsed >= 0.9 * timeout:
             return AgentTimeout(command=command, timeout=waited)
         return AgentNotConnected()
+    if 'unable to encode message payload' in lowered:
+        return AgentCommandFailed(command=command, reason=_REPLY_TOO_LARGE)
+    if 'no complete agent response' in lowered:
+        return AgentCommandFailed(command=command, reason=_REPLY_OVER_LIMIT)
     if 'has been disabled' in lowered:
         if 'frozen state' in lowered:
             return AgentCommandDisabled(_FROZEN_MSG % {'command': command},
@@ -288,8 +306,8 @@ class GuestAgent:
             # guest answered in a non-UTF-8 codepage (nova bug #1727643).
             raise AgentCommandFailed(
                 command=command,
-                reason=_('the guest agent reported an error whose text is '
-                         'not valid UTF-8')) from ex
+                reason=_('libvirt could not decode the text the guest '
+                         'agent sent as UTF-8')) from ex
 
     def _call(self, command, arguments=None, timeout=None):
         """Run a raw agent command; return the value of its "return"."""

@@ -107,6 +107,14 @@ class SharedGuestAgentTest(testtools.TestCase):
         self.assertEqual((b'short\n', False),
                          (result.stderr, result.stderr_truncated))
 
+    def test_exec_output_beyond_libvirt_message_limit(self):
+        ex = self.assertRaises(
+            agent.AgentCommandFailed, self.agent.exec_run,
+            ['/bin/sh', '-c', 'head -c 3500000 /dev/zero'])
+        self.assertIn('4 MiB', str(ex))
+        # The agent connection survives this one.
+        self.agent.ping()
+
     def test_exec_status_is_kept_and_unknown_pid(self):
         pid = self.agent.exec_start(['/bin/echo', 'once'])
         first = self.agent.exec_status(pid)
@@ -239,16 +247,18 @@ class SharedGuestAgentTest(testtools.TestCase):
 
 
 class FaultGuestsTest(testtools.TestCase):
-    """Guests booted broken on purpose: no agent channel, blocked exec."""
+    """Guests broken on purpose, at boot or by the test itself."""
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         lab = lab_fixtures.shared_lab()
-        cls.guests = dict(zip(('no_agent', 'blocked'), lab.boot_many([
-            dict(name=lab_fixtures.unique_name('noagent'), agent=False),
-            dict(name=lab_fixtures.unique_name('blocked'),
-                 block_rpcs=('guest-exec', 'guest-get-time'))])))
+        cls.guests = dict(zip(
+            ('no_agent', 'blocked', 'oversize'), lab.boot_many([
+                dict(name=lab_fixtures.unique_name('noagent'), agent=False),
+                dict(name=lab_fixtures.unique_name('blocked'),
+                     block_rpcs=('guest-exec', 'guest-get-time')),
+                dict(name=lab_fixtures.unique_name('oversize'))])))
 
     @classmethod
     def tearDownClass(cls):
@@ -280,3 +290,17 @@ class FaultGuestsTest(testtools.TestCase):
                           'guest-get-time')
         # Other commands keep working.
         self.assertEqual('thawed', client.fs_freeze_status())
+
+    def test_reply_over_libvirt_agent_limit_drops_the_agent(self):
+        guest = self.guests['oversize']
+        client = agent.GuestAgent(guest.domain)
+        ex = self.assertRaises(
+            agent.AgentCommandFailed, client.exec_run,
+            ['/bin/sh', '-c', 'head -c 9000000 /dev/zero'])
+        self.assertIn('restart qemu-ga', str(ex))
+        self.assertRaises(agent.AgentNotConnected, client.ping)
+        # qemu-ga is stuck writing the rest of the reply: only SIGKILL
+        # gets it restarted (the lab's /init loop restarts it).
+        guest.control('kill -9 $(pidof qemu-ga)')
+        guest.wait_agent(60)
+        client.ping()

@@ -276,6 +276,18 @@ class TestErrorMapping(AgentTestCase):
         self.assertEqual('The command guest-get-time has not been found',
                          ex.kwargs['reason'])
 
+    def test_reply_too_large_for_libvirt(self):
+        self.raising(1, 'internal error: Unable to encode message payload')
+        ex = self.assertRaises(agent.AgentCommandFailed,
+                               self.agent.exec_status, 7)
+        self.assertIn('4 MiB', str(ex))
+        self.assertIn('redirecting them to a file', str(ex))
+        self.raising(1, 'internal error: No complete agent response found in '
+                        '10485760 bytes: Numerical result out of range')
+        ex = self.assertRaises(agent.AgentCommandFailed,
+                               self.agent.exec_status, 7)
+        self.assertIn('restart qemu-ga', str(ex))
+
     def test_other_libvirt_error_is_a_failure_with_its_text(self):
         self.raising(55, 'Requested operation is not valid: domain is not '
                          'running')
@@ -303,7 +315,7 @@ class TestErrorMapping(AgentTestCase):
         ex = self.assertRaises(agent.AgentCommandFailed,
                                self.agent.set_user_password, 'Administrator',
                                'pw')
-        self.assertIn('not valid UTF-8', str(ex))
+        self.assertIn('could not decode', str(ex))
 
 
 class TestExec(AgentTestCase):
