@@ -161,8 +161,6 @@ class _GuestProcessCommand(command.ShowOne):
             return
         for stream, name in ((self.app.stdout, 'stdout'),
                              (self.app.stderr, 'stderr')):
-            # Text written earlier must not overtake the bytes.
-            stream.flush()
             stream.buffer.write(result[name].data)
             stream.buffer.flush()
         for name in ('stdout', 'stderr'):
