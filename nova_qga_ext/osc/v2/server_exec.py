@@ -36,6 +36,7 @@ import argparse
 import base64
 from collections.abc import Sequence
 import os
+import sys
 from typing import Any
 
 from cliff import columns
@@ -80,12 +81,15 @@ def exit_status(result: dict[str, Any]) -> int:
 class _VerbatimTail:
     """Parser mixin: everything after the first ``--`` is the guest argv.
 
-    argparse (Python 3.11, 3.12) also drops a second ``--``, which would run
-    ``grep -- -v file`` as ``grep -v file`` in the guest.
+    argparse (Python 3.11 at least) also drops a second ``--``, which would
+    run ``grep -- -v file`` as ``grep -v file`` in the guest.
     """
 
-    def parse_known_args(self, args=None, namespace=None):
-        args = list(args)
+    def parse_known_args(
+            self, args: Sequence[str] | None = None,
+            namespace: argparse.Namespace | None = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
+        args = sys.argv[1:] if args is None else list(args)
         if '--' in args:
             split = args.index('--')
             args, tail = args[:split], args[split + 1:]
