@@ -7,71 +7,14 @@
 #   bash tools/run-tests.sh tests.functional.test_lab    # stestr filters
 #
 # Environment:
-#   QGA_VENV      virtualenv to create/reuse (default: <repo>/.venv)
-#   QGA_LAB_DIR   lab work directory (default: /var/tmp/nova-qga-ext-lab)
-#   PYTHON        interpreter for the virtualenv (default: python3)
+#   QGA_VENV, QGA_LAB_DIR, PYTHON: see tools/bootstrap.sh
 #   QGA_UNIT_CONCURRENCY  stestr workers for unit tests (default: CPUs)
 #
 # Prints one line describing the lab and closes with "N passed, N failed".
 # Exits non-zero if any test failed or the lab could not be brought up.
 set -euo pipefail
 
-started=$(date +%s)
-repo=$(cd "$(dirname "$0")/.." && pwd)
-cd "$repo"
-venv=${QGA_VENV:-$repo/.venv}
-python=${PYTHON:-python3}
-export QGA_LAB_DIR=${QGA_LAB_DIR:-/var/tmp/nova-qga-ext-lab}
-logs=$QGA_LAB_DIR/logs
-mkdir -p "$logs"
-
-say() { printf '==> %s\n' "$*"; }
-elapsed() { echo $(( $(date +%s) - $1 )); }
-fail_with_log() {
-    echo "$1 failed; last lines of $2:" >&2
-    tail -n 40 "$2" >&2
-    exit 1
-}
-
-if [ "$(id -u)" != 0 ]; then
-    echo "tools/run-tests.sh needs root (apt-get, libvirtd)" >&2
-    exit 2
-fi
-
-# One run per lab directory at a time: a run tears the lab down at its end.
-exec 9>"$QGA_LAB_DIR/run-tests.lock"
-if ! flock -n 9; then
-    say "waiting for another run-tests.sh using $QGA_LAB_DIR"
-    flock 9
-fi
-
-# 1. Debian packages, with the system Python (the virtualenv needs them).
-t=$(date +%s)
-if ! command -v "$python" >/dev/null; then
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 >/dev/null
-fi
-"$python" nova_qga_ext/lab/install.py > "$logs/install.log" 2>&1 \
-    || fail_with_log "lab install" "$logs/install.log"
-say "host packages ready ($(elapsed "$t") s): $(tail -n 1 "$logs/install.log")"
-
-# 2. Virtualenv, rebuilt only when the requirements or Python change.
-t=$(date +%s)
-stamp="$(cat requirements.txt test-requirements.txt | sha256sum) $("$python" -V 2>&1)"
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.qga-stamp" 2>/dev/null)" != "$stamp" ]; then
-    say "creating virtualenv $venv"
-    rm -rf "$venv"
-    "$python" -m venv "$venv"
-    "$venv/bin/pip" install -q -r requirements.txt -r test-requirements.txt \
-        > "$logs/pip.log" 2>&1 || fail_with_log "pip install" "$logs/pip.log"
-    echo "$stamp" > "$venv/.qga-stamp"
-fi
-# Non-editable, as deployed: this also puts the nova.virt.qga_ext shim into
-# nova's namespace.
-"$venv/bin/pip" install -q --no-deps --force-reinstall . \
-    > "$logs/pip-project.log" 2>&1 \
-    || fail_with_log "pip install ." "$logs/pip-project.log"
-say "virtualenv ready ($(elapsed "$t") s)"
+source "$(dirname "$0")/bootstrap.sh"
 
 # 3. Which suites have selected tests. A suite whose listing fails (e.g. an
 #    import error) still runs, so the failure is reported.
@@ -91,17 +34,20 @@ for suite in unit functional; do
     fi
 done
 
-lab_cli="$venv/bin/nova-qga-ext-lab"
 summary=
 teardown() {
     local rc=$?
     if [ -n "${lab_up:-}" ]; then
         "$lab_cli" down || rc=1
-        # Nothing of the lab may survive the run.
-        if pgrep -f "qemu-system-x86_64.*$QGA_LAB_DIR/" >/dev/null \
-                || [ -s "$QGA_LAB_DIR/libvirtd.pid" ]; then
-            echo "lab teardown left processes behind:" >&2
-            pgrep -af "libvirtd|qemu-system" >&2 || true
+        if [ -s "$QGA_LAB_DIR/libvirtd.pid" ] && [ -n "${CI:-}" ]; then
+            # Nothing else runs on CI: a domain still there leaked from a
+            # test, and nothing of the lab may survive the run.
+            echo "tests leaked libvirt domains; stopping them" >&2
+            "$lab_cli" down --force || true
+            rc=1
+        fi
+        if pgrep -f "qemu-system-x86_64.*$QGA_LAB_DIR/" >/dev/null; then
+            echo "lab teardown left QEMU processes behind" >&2
             rc=1
         fi
     fi
@@ -119,9 +65,13 @@ trap teardown EXIT
 if [[ " ${suites[*]} " == *" functional "* ]]; then
     lab_up=1
     t=$(date +%s)
+    if [ -n "${CI:-}" ]; then
+        # CI owns the machine: whatever a crashed earlier run left goes.
+        "$lab_cli" down --force > "$logs/lab-preclean.log" 2>&1 || true
+    fi
     "$lab_cli" -v up 2> "$logs/lab-up.log" \
         || fail_with_log "lab up" "$logs/lab-up.log"
-    say "lab up ($(elapsed "$t") s): $(grep -E 'guest build|libvirtd start' "$logs/lab-up.log" | sed 's/^[0-9-]* [0-9:,]* //' | paste -sd, -)"
+    say "lab up ($(elapsed "$t") s): $(grep -E 'guest build|libvirtd start' "$logs/lab-up.log" | sed 's/^[0-9-]* [0-9:,]* //' | paste -sd';' - | sed 's/;/, /g')"
 fi
 
 # 5. Tests.

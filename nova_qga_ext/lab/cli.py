@@ -66,11 +66,18 @@ def cmd_up(lab, args):
 
 
 def cmd_down(lab, args):
-    destroyed = lab.destroy_lab_domains()
-    stopped = lab.stop_libvirtd()
+    destroyed = lab.destroy_lab_domains(force=args.force)
+    others = lab.active_domains()
+    if others and not args.force:
+        # Another user of the shared libvirtd (a concurrent test process).
+        state = 'left running for %s' % ', '.join(others)
+    elif lab.stop_libvirtd():
+        state = 'stopped'
+    else:
+        state = 'not started by the lab'
     killed = lab.kill_stray_qemu()
     print('lab down: %d domain(s) destroyed, libvirtd %s%s' % (
-        len(destroyed), 'stopped' if stopped else 'was not running',
+        len(destroyed), state,
         ', killed stray QEMU %s' % killed if killed else ''))
 
 
@@ -121,7 +128,11 @@ def main(argv=None):
                     help='run install first')
     up.add_argument('--no-probe', action='store_true',
                     help='do not boot the probe guest')
-    sub.add_parser('down', help='destroy lab domains and stop libvirtd')
+    down = sub.add_parser('down', help='destroy this workdir\'s domains and '
+                          'stop the lab\'s libvirtd unless it runs others')
+    down.add_argument('--force', action='store_true',
+                      help='destroy every domain, also those of running '
+                      'processes, and stop libvirtd')
     boot = sub.add_parser('boot', help='boot a guest and leave it running')
     boot.add_argument('name')
     boot.add_argument('--no-agent', action='store_true')

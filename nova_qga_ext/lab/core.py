@@ -221,6 +221,8 @@ class Lab:
         directory = os.path.join(self.guests_dir, name)
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory)
+        with open(os.path.join(directory, 'owner'), 'w') as f:
+            f.write(str(os.getpid()))
         disk = os.path.join(directory, 'data.qcow2')
         shutil.copyfile(self.data_template(data_disk_mb), disk)
         console_log = os.path.join(directory, 'console.log')
@@ -306,22 +308,43 @@ class Lab:
                               ignore_errors=True)
         return destroyed
 
-    def destroy_lab_domains(self):
-        """Destroy the domains booted from this workdir, stale ones too.
+    def _owner(self, name):
+        try:
+            with open(os.path.join(self.guests_dir, name, 'owner')) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
 
-        Lab domains of other workdirs (another user of a shared libvirtd)
-        are left alone.
+    def destroy_lab_domains(self, force=False):
+        """Destroy this workdir's domains whose booting process is gone.
+
+        That is what a crashed run or ``nova-qga-ext-lab boot`` leaves.
+        Guests of live processes (a concurrent test run) are kept unless
+        force; lab domains of other workdirs are always left alone.
         """
         marker = self.workdir + '/'
 
-        def ours(name):
+        def stale(name):
             if not name.startswith(DOMAIN_PREFIX):
                 return False
-            with contextlib.suppress(libvirt.libvirtError):
-                return marker in self.connect().lookupByName(name).XMLDesc(0)
-            return False
+            try:
+                xml = self.connect().lookupByName(name).XMLDesc(0)
+            except libvirt.libvirtError:
+                return False
+            owner = self._owner(name)
+            alive = (owner is not None and owner != os.getpid() and
+                     libvirtd.alive(owner))
+            return marker in xml and (force or not alive)
 
-        return self._destroy_domains(ours)
+        return self._destroy_domains(stale)
+
+    def active_domains(self):
+        """Names of the running domains, if a libvirtd answers."""
+        if libvirtd.read_pid(self.pidfile) is None and not \
+                libvirtd.responds():
+            return []
+        return [d.name() for d in self.connect().listAllDomains(
+            libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
 
     def teardown(self):
         """Destroy this Lab's guests; stop libvirtd if this Lab started it.
@@ -333,8 +356,7 @@ class Lab:
             with contextlib.suppress(libvirt.libvirtError):
                 self.destroy(guest)
         if self.started_libvirtd:
-            others = [d.name() for d in self.connect().listAllDomains(
-                libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+            others = self.active_domains()
             if others:
                 LOG.warning('Leaving libvirtd running for domains %s',
                             ', '.join(others))

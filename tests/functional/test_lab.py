@@ -15,6 +15,7 @@
 """The lab itself: real libvirtd, TCG guests, real qemu-ga and chpasswd."""
 
 import os
+import subprocess
 import time
 
 import fixtures
@@ -160,13 +161,34 @@ class BootVariantsTest(testtools.TestCase):
         lab = lab_fixtures.shared_lab()
         name = lab_fixtures.unique_name('stale')
         first = lab.boot(name, wait=False)
-        second = lab.boot(name)
+        second = lab.boot(name, wait=False)
         self.addCleanup(lab.destroy, second)
         self.assertNotEqual(first.uuid, second.uuid)
         self.assertRaises(libvirt.libvirtError,
                           lab.connect().lookupByUUIDString, first.uuid)
         self.assertEqual(first.name, second.name)
         self.assertEqual(1, len(_qemu_pids(second.name)))
+
+    def test_only_guests_of_dead_processes_count_as_stale(self):
+        lab = lab_fixtures.shared_lab()
+        orphan, kept = lab.boot_many([lab_fixtures.unique_name('orphan'),
+                                      lab_fixtures.unique_name('kept')],
+                                     wait=False)
+        self.addCleanup(lab.destroy, kept)
+        self.addCleanup(lab.destroy, orphan)
+        finished = subprocess.Popen(['true'])
+        finished.wait()
+        for guest, pid in ((orphan, finished.pid), (kept, 1)):
+            with open(os.path.join(guest.directory, 'owner'), 'w') as f:
+                f.write(str(pid))
+
+        destroyed = lab.destroy_lab_domains()
+        self.assertIn(orphan.name, destroyed)
+        self.assertNotIn(kept.name, destroyed)
+        self.assertRaises(libvirt.libvirtError,
+                          lab.connect().lookupByUUIDString, orphan.uuid)
+        self.assertTrue(kept.domain.isActive())
+        self.assertIn(kept.name, lab.destroy_lab_domains(force=True))
 
 
 class TeardownTest(testtools.TestCase):
