@@ -197,6 +197,10 @@ class ExecResultCache:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
+    def discard(self, domain_uuid, pid):
+        with self._lock:
+            self._entries.pop((domain_uuid, pid), None)
+
     def __len__(self):
         with self._lock:
             return len(self._entries)
@@ -375,6 +379,9 @@ class GuestAgent:
         if stdin:
             arguments['input-data'] = base64.b64encode(stdin).decode('ascii')
         pid = self._call('guest-exec', arguments)['pid']
+        # A kept result under this pid belongs to an earlier process (the
+        # guest rebooted or its pids wrapped around).
+        self._results.discard(self._domain_uuid(), pid)
         LOG.debug('guest-exec started pid %(pid)s (%(args)d arguments, '
                   '%(env)d environment entries, %(stdin)d bytes of input)',
                   {'pid': pid, 'args': len(argv) - 1, 'env': len(env or ()),

@@ -15,6 +15,8 @@
 import base64
 import json
 import logging
+import threading
+import time
 import types
 from unittest import mock
 
@@ -368,6 +370,14 @@ class TestExec(AgentTestCase):
         self.assertRaises(agent.ExecPidUnknown, other.exec_status, 7)
         self.assertEqual(2, self.qemu.qemuAgentCommand.call_count)
 
+    def test_new_process_with_a_kept_pid(self):
+        old = agent.ExecResult(7, True, 0, None, b'old', b'', False, False)
+        self.results.put('uuid-1', 7, old)
+        self.qemu.qemuAgentCommand.side_effect = [
+            reply({'pid': 7}), self.status(**{'out-data': b64(b'new')})]
+        self.assertEqual(7, self.agent.exec_start(['/bin/echo', 'new']))
+        self.assertEqual(b'new', self.agent.exec_status(7).stdout)
+
     def test_unknown_pid(self):
         self.raising(1, REFUSED % ('guest-exec-status',
                                    "Invalid parameter 'pid'"))
@@ -457,6 +467,22 @@ class TestExecResultCache(testtools.TestCase):
         self.assertEqual(2, len(self.cache))
         self.assertIsNone(self.cache.get('u', 1))
         self.assertEqual(3, self.cache.get('u', 3))
+
+    def test_concurrent_use_keeps_the_bound(self):
+        self.useFixture(fixtures.MonkeyPatch('nova_qga_ext.agent.time', time))
+        cache = agent.ExecResultCache(max_entries=50, ttl=60.0)
+
+        def worker(n):
+            for pid in range(n * 1000, n * 1000 + 500):
+                cache.put('u', pid, pid)
+                self.assertIn(cache.get('u', pid), (pid, None))
+        threads = [threading.Thread(target=worker, args=(n,))
+                   for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(50, len(cache))
 
     def test_default_is_process_wide(self):
         self.assertIs(agent.RESULTS,
