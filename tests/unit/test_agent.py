@@ -471,17 +471,20 @@ class TestExecResultCache(testtools.TestCase):
     def test_concurrent_use_keeps_the_bound(self):
         self.useFixture(fixtures.MonkeyPatch('nova_qga_ext.agent.time', time))
         cache = agent.ExecResultCache(max_entries=50, ttl=60.0)
+        wrong = []
 
         def worker(n):
             for pid in range(n * 1000, n * 1000 + 500):
                 cache.put('u', pid, pid)
-                self.assertIn(cache.get('u', pid), (pid, None))
+                if cache.get('u', pid) not in (pid, None):
+                    wrong.append(pid)
         threads = [threading.Thread(target=worker, args=(n,))
                    for n in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        self.assertEqual([], wrong)
         self.assertEqual(50, len(cache))
 
     def test_default_is_process_wide(self):
