@@ -218,9 +218,10 @@ def _seconds(timeout):
 def _error_text(ex):
     """libvirt's error text, whatever the guest's codepage did to it."""
     try:
-        text = ex.get_error_message()
+        # None when libvirt set no error: the exception has its own text.
+        text = ex.get_error_message() or str(ex)
     except Exception:
-        text = None
+        text = ''
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode('utf-8', 'replace')
     return text if isinstance(text, str) else ''

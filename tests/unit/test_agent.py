@@ -302,6 +302,14 @@ class TestErrorMapping(AgentTestCase):
         self.qemu.qemuAgentCommand.side_effect = fail
         self.assertRaises(agent.AgentNotConnected, self.agent.ping)
 
+    def test_error_without_libvirt_error_details(self):
+        self.qemu.qemuAgentCommand.side_effect = FakeLibvirtError(None, None)
+        self.qemu.qemuAgentCommand.side_effect.args = (
+            'virDomainQemuAgentCommand() failed',)
+        ex = self.assertRaises(agent.AgentCommandFailed, self.agent.ping)
+        self.assertEqual('virDomainQemuAgentCommand() failed',
+                         ex.kwargs['reason'])
+
     def test_error_text_in_another_codepage(self):
         gb2312 = '\u5bc6\u7801\u4e0d\u6ee1\u8db3'.encode('gb2312')
         self.raising(1, b"unable to execute QEMU agent command "
