@@ -68,13 +68,14 @@ def cmd_up(lab, args):
 def cmd_down(lab, args):
     destroyed = lab.destroy_lab_domains(force=args.force)
     others = lab.active_domains()
-    if others and not args.force:
+    if libvirtd.read_pid(lab.pidfile) is None:
+        state = 'not started by the lab'
+    elif others and not args.force:
         # Another user of the shared libvirtd (a concurrent test process).
         state = 'left running for %s' % ', '.join(others)
-    elif lab.stop_libvirtd():
-        state = 'stopped'
     else:
-        state = 'not started by the lab'
+        lab.stop_libvirtd()
+        state = 'stopped'
     killed = lab.kill_stray_qemu()
     print('lab down: %d domain(s) destroyed, libvirtd %s%s' % (
         len(destroyed), state,

@@ -68,7 +68,8 @@ class Lab:
         self.guests_dir = os.path.join(self.workdir, 'guests')
         # Timestamped agent traffic in libvirtd.log, to measure e.g. the
         # freeze window; off by default because it logs every agent
-        # command's arguments, passwords included.
+        # command's arguments, passwords included. Takes effect only if
+        # this Lab starts libvirtd.
         self.agent_log = agent_log
         self.image = None
         self.started_libvirtd = False
@@ -130,8 +131,14 @@ class Lab:
                 LOG.info('Using a libvirtd the lab did not start')
                 return
             started = time.monotonic()
-            pid = libvirtd.start(self.pidfile, self.logfile,
-                                 self._write_libvirtd_conf())
+            try:
+                pid = libvirtd.start(self.pidfile, self.logfile,
+                                     self._write_libvirtd_conf())
+            except libvirtd.LibvirtdError:
+                # Lost a race with a libvirtd started for another workdir.
+                if libvirtd.responds():
+                    return
+                raise
             self.started_libvirtd = True
             LOG.info('Started libvirtd %d in %.1f s', pid,
                      time.monotonic() - started)
