@@ -167,7 +167,11 @@ class FreezeWindow:
         self._started = None
         self._watchdog = None
         self.filesystems = None
+        #: From sending the freeze to the thaw's reply: the longest the
+        #: guest can have been frozen.
         self.window_ms = None
+        #: The part of the window spent flushing and freezing.
+        self.freeze_ms = None
         self.error = None
 
     def freeze(self):
@@ -176,12 +180,13 @@ class FreezeWindow:
             # Counted as frozen before asking: a freeze that timed out on
             # the host may still complete in the guest.
             self._frozen = True
-            self._started = time.monotonic()
             self._watchdog = threading.Timer(self._timeout, self._expire)
             self._watchdog.daemon = True
             self._watchdog.start()
+            self._started = time.monotonic()
         try:
             self.filesystems = self._agent.fs_freeze()
+            self.freeze_ms = self._elapsed_ms()
         except agent.AgentError as error:
             self._fail(_('the guest agent could not freeze the '
                          'filesystems: %s') % error.format_message())
@@ -202,12 +207,10 @@ class FreezeWindow:
                 self._fail(_('the guest agent could not thaw the '
                              'filesystems: %s') % error.format_message())
             finally:
-                self.window_ms = round(
-                    (time.monotonic() - self._started) * 1000, 1)
+                self.window_ms = self._elapsed_ms()
 
-    @property
-    def frozen(self):
-        return self._frozen
+    def _elapsed_ms(self):
+        return round((time.monotonic() - self._started) * 1000, 1)
 
     def _fail(self, reason):
         if self.error is None:
@@ -427,9 +430,10 @@ class QuiescedSnapshot(base.Extension):
             raise window.error
         if window.window_ms is None:
             raise _quiesce_failed(_('nova did not freeze the guest'))
-        LOG.info('Guest filesystems (%(count)s) were frozen for %(ms).1f ms',
-                 {'count': window.filesystems, 'ms': window.window_ms},
-                 instance=instance)
+        LOG.info('Guest filesystems (%(count)s) were frozen for at most '
+                 '%(ms).1f ms, %(freeze).1f ms of it to flush and freeze',
+                 {'count': window.filesystems, 'ms': window.window_ms,
+                  'freeze': window.freeze_ms}, instance=instance)
         snapshot.metadata['properties'].update({
             FREEZE_WINDOW_PROPERTY: '%.1f' % window.window_ms,
             FROZEN_FILESYSTEMS_PROPERTY: str(window.filesystems)})
