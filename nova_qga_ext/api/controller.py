@@ -132,10 +132,15 @@ class ActionResource(wsgi.Resource):
         redacted = body
         if body:
             try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+            # Only an object's keys are safe to log: those of a list body
+            # would be its elements.
+            redacted = b''
+            if isinstance(parsed, dict):
                 redacted = json.dumps(
-                    dict.fromkeys(json.loads(body), _REDACTED)).encode()
-            except (ValueError, TypeError, AttributeError):
-                redacted = b''
+                    dict.fromkeys(parsed, _REDACTED)).encode()
         return super()._process_stack(request, action, action_args,
                                       content_type, redacted, accept)
 
