@@ -52,7 +52,11 @@ CORE_OPTS = [
 
 
 def register_opts(conf, opts=CORE_OPTS):
-    conf.register_group(GROUP)
+    # oslo.config keeps a shallow copy of a registered group, which shares
+    # its option dict: registering GROUP itself would collect in it the
+    # options of every ConfigOpts, and pass them on to the next one.
+    conf.register_group(cfg.OptGroup(GROUP.name, title=GROUP.title,
+                                     help=GROUP.help))
     conf.register_opts(opts, group=GROUP)
 
 
