@@ -165,14 +165,30 @@ def _inputs():
 def _digest(inputs):
     h = hashlib.sha256(_FORMAT.encode())
     h.update(inputs['kernel_version'].encode())
-    paths = ([inputs['kernel'], inputs['busybox'], _INIT] +
-             inputs['modules'] + inputs['binaries'] + inputs['libraries'] +
-             inputs['extra'])
+    # Host files change only with their packages: size and mtime suffice.
+    paths = ([inputs['kernel'], inputs['busybox']] + inputs['modules'] +
+             inputs['binaries'] + inputs['libraries'] + inputs['extra'])
     for path in paths:
         st = os.stat(path)
         h.update(('%s %d %d\n' % (path, st.st_size, st.st_mtime_ns)).encode())
+    # The project's own /init by content: every install gives it a new mtime.
+    with open(_INIT, 'rb') as f:
+        h.update(f.read())
     h.update(repr(sorted(_FILES.items())).encode())
     return h.hexdigest()[:16]
+
+
+def _prune(images_dir, keep):
+    """Delete all but the `keep` most recently used image directories.
+
+    Running guests do not need theirs: QEMU reads kernel and initrd at
+    start, and data disks are per-guest copies.
+    """
+    dirs = [os.path.join(images_dir, d) for d in os.listdir(images_dir)
+            if not d.startswith('.')]
+    dirs.sort(key=os.path.getmtime, reverse=True)
+    for old in dirs[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _copy_host_file(src, root):
@@ -287,6 +303,10 @@ def build(images_dir, data_disk_mb=32):
             if os.path.isdir(staging):
                 shutil.rmtree(staging)
         LOG.info('Built lab guest image %s', target)
+        _prune(images_dir, keep=3)
+    else:
+        # Marks it recently used for _prune.
+        os.utime(target)
     return GuestImage(kernel=os.path.join(target, 'vmlinuz'),
                       initrd=os.path.join(target, 'initrd.img'),
                       data_template=data_template(target, data_disk_mb),
