@@ -90,25 +90,27 @@ class ComputeAPI:
             raise ExtensionNotOnHost(host=instance.host,
                                      feature=extension_name)
 
-    def call(self, context, instance, method, extension_name, timeout=None,
-             **kwargs):
+    def call(self, context, instance, method, extension_name,
+             rpc_timeout=None, **kwargs):
         """Call ``method`` on the instance's compute host.
 
         :param extension_name: names the feature in the error raised when
             the host does not have it.
-        :param timeout: seconds to wait for the reply; nova's
+        :param rpc_timeout: seconds to wait for the reply; nova's
             ``rpc_response_timeout`` when None. Beyond the heartbeat
             threshold the call is kept alive by call-monitor heartbeats.
+            Not named ``timeout``, which is left to the methods' own
+            arguments (guest_exec has one).
         :raises ExtensionNotOnHost: the host has no plugin endpoint, or an
             older one without the method.
         :raises ComputeHostTimeout: no reply in time.
         """
         return self._call(context, instance.host, method, extension_name,
-                          timeout, instance=instance, **kwargs)
+                          rpc_timeout, instance=instance, **kwargs)
 
-    def _call(self, context, host, method, extension_name, timeout=None,
-              **kwargs):
-        timeout = timeout or CONF.rpc_response_timeout
+    def _call(self, context, host, method, extension_name,
+              rpc_timeout=None, **kwargs):
+        timeout = rpc_timeout or CONF.rpc_response_timeout
         cctxt = self._router.client(context).prepare(
             server=host, timeout=timeout,
             call_monitor_timeout=min(timeout, CONF.rpc_response_timeout))

@@ -62,7 +62,8 @@ def to_http_error(error):
 
     Guest-agent failures are 409 Conflict (the guest cannot do it now),
     except an agent or compute host that did not answer in time (504) and
-    an unknown exec pid (404).
+    an unknown exec pid (404). A compute node's refusal by its own
+    configuration (``nova.exception.Forbidden``) is 403.
     """
     message = error.format_message()
     tag = exception.agent_error_tag(error)
@@ -73,6 +74,8 @@ def to_http_error(error):
         return webob.exc.HTTPGatewayTimeout(explanation=message)
     if isinstance(error, _CONFLICTS):
         return webob.exc.HTTPConflict(explanation=message)
+    if isinstance(error, nova_exception.Forbidden):
+        return webob.exc.HTTPForbidden(explanation=message)
     if isinstance(error, nova_exception.NotFound):
         return webob.exc.HTTPNotFound(explanation=message)
     return None
@@ -186,13 +189,13 @@ class ActionController(wsgi.Controller):
                 'has finished.') % {'id': instance.uuid,
                                     'task': instance.task_state})
 
-    def call_compute(self, context, instance, method, timeout=None,
+    def call_compute(self, context, instance, method, rpc_timeout=None,
                      **kwargs):
         """Call the extension's compute-side ``method`` for the instance."""
         with compute_errors_as_http():
             return self.compute_rpcapi.call(
                 context, instance, method, self.extension.name,
-                timeout=timeout, **kwargs)
+                rpc_timeout=rpc_timeout, **kwargs)
 
     def require_on_host(self, context, instance):
         """409 unless the instance's compute host serves the extension.

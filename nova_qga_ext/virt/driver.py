@@ -101,12 +101,16 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
             if endpoint is not None)
         compute_manager.additional_endpoints.extend(endpoints)
 
-    def guest_agent(self, instance):
-        """Return the guest-agent client for a running instance's domain."""
+    def guest_agent(self, instance, **options):
+        """Return the guest-agent client for a running instance's domain.
+
+        :param options: keyword arguments of ``agent.GuestAgent`` that
+            override the defaults (e.g. ``max_output_bytes``, ``qemu``).
+        """
         guest = self._host.get_guest(instance)
-        return agent.GuestAgent(guest._domain,
-                                timeout=CONF.qga_ext.agent_timeout,
-                                qemu=self.qemu_api)
+        options = {'timeout': CONF.qga_ext.agent_timeout,
+                   'qemu': self.qemu_api, **options}
+        return agent.GuestAgent(guest._domain, **options)
 
     @staticmethod
     def instance_lock(instance):
