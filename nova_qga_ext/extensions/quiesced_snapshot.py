@@ -70,6 +70,8 @@ from nova_qga_ext.virt import driver as virt_driver
 LOG = logging.getLogger(__name__)
 
 ACTION = 'quiescedSnapshot'
+#: The instance action event of the snapshot on the compute node.
+EVENT = 'qga_ext_quiesced_snapshot'
 RULE = policies.RULE_PREFIX + 'quiesced-snapshot'
 
 #: Image properties. The first marks the request for the compute node; the
@@ -391,6 +393,15 @@ class QuiescedSnapshot(base.Extension):
         marked = image.get('properties', {}).get(QUIESCE_PROPERTY)
         if marked != QUIESCE_REQUIRED:
             return original(context, instance, image_id, update_task_state)
+        # nova's own event ends when the snapshot starts; this one tells
+        # "openstack server event show" how the snapshot itself ended.
+        with compute_utils.EventReporter(context, EVENT, self.conf.host,
+                                         instance.uuid):
+            self._quiesced_snapshot(original, context, instance, image_id,
+                                    update_task_state)
+
+    def _quiesced_snapshot(self, original, context, instance, image_id,
+                           update_task_state):
         # Checked again: the agent may have gone since the API asked, and
         # failing now spares copying the whole disk for nothing.
         self.check(instance)

@@ -109,6 +109,9 @@ class QuiescedSnapshotDriverTest(testtools.TestCase):
         conf.config(extensions=['quiesced_snapshot'], group='qga_ext')
         # Root here: nova's privileged helpers (chown) run in-process.
         self.useFixture(nova_fixtures.PrivsepFixture())
+        # No database here for the instance action events.
+        self.useFixture(fixtures.MockPatch(
+            'nova.compute.utils.EventReporter'))
         self.images = LocalImageService(work)
         self.driver = qga_driver.LibvirtDriver(fake_virt.FakeVirtAPI(),
                                                False)
