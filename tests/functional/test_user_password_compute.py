@@ -1,0 +1,170 @@
+# Copyright 2026 The nova-qga-ext Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+"""Per-user passwords through nova's real driver on a real guest.
+
+``qga_ext.LibvirtDriver.set_admin_password()`` runs against qemu:///system
+on a lab guest (real libvirt, QEMU under TCG, qemu-ga and the guest's shadow
+``chpasswd``), for a real nova ``Instance`` whose uuid is the domain's. The
+guest's /etc/shadow is read back through the lab's own raw agent path and
+the hashes are verified with the host's libcrypt.
+"""
+
+import logging
+import subprocess
+import sys
+import time
+
+import fixtures
+from nova import exception as nova_exception
+from nova import objects
+from nova.virt import fake as fake_virt
+from oslo_config import cfg
+from oslo_config import fixture as config_fixture
+import testtools
+
+from nova_qga_ext import conf as qga_conf
+from nova_qga_ext import exception
+from nova_qga_ext import lab as qga_lab
+from nova_qga_ext.virt import driver as qga_driver
+from tests.functional import lab as lab_fixtures
+
+CONF = cfg.CONF
+
+
+def _report(line):
+    print(line, file=sys.stderr)
+
+
+class UserPasswordDriverTest(testtools.TestCase):
+    """One guest for the class: each test leaves it usable for the next."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.guest_fixture = lab_fixtures.LabGuestFixture('userpw')
+        cls.guest_fixture.setUp()
+        cls.guest = cls.guest_fixture.guest
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.guest_fixture.cleanUp()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        objects.register_all()
+        qga_conf.register_opts(CONF)
+        conf = self.useFixture(config_fixture.Config(CONF))
+        conf.config(virt_type='qemu', connection_uri='qemu:///system',
+                    group='libvirt')
+        conf.config(extensions=['user_password'], agent_timeout=3,
+                    group='qga_ext')
+        self.logs = self.useFixture(fixtures.FakeLogger(level=logging.DEBUG))
+        self.driver = qga_driver.LibvirtDriver(fake_virt.FakeVirtAPI(),
+                                               False)
+        self.instance = objects.Instance(
+            uuid=self.guest.uuid, id=1,
+            project_id='project', user_id='user', kernel_id='',
+            ramdisk_id='', os_type='linux', image_ref='', key_data=None,
+            system_metadata={'image_hw_qemu_guest_agent': 'yes',
+                             'image_disk_format': 'qcow2',
+                             'image_container_format': 'bare'})
+
+    def set_password(self, password, **kwargs):
+        started = time.monotonic()
+        self.driver.set_admin_password(self.instance, password, **kwargs)
+        _report('set_admin_password(%s) took %.0f ms' % (
+            ', '.join('%s=%s' % item for item in kwargs.items()),
+            (time.monotonic() - started) * 1000))
+        self.assertNotIn(password, self.logs.output)
+
+    def test_alices_password_changes_and_roots_does_not(self):
+        root = self.guest.read_shadow_hash('root')
+        alice = self.guest.read_shadow_hash('alice')
+
+        self.set_password('Al1ce new pw:with colon', user_name='alice')
+
+        changed = self.guest.read_shadow_hash('alice')
+        self.assertNotEqual(alice, changed)
+        self.assertTrue(qga_lab.password_matches('Al1ce new pw:with colon',
+                                                 changed))
+        self.assertFalse(qga_lab.password_matches(qga_lab.INITIAL_PASSWORD,
+                                                  changed))
+        self.assertEqual(root, self.guest.read_shadow_hash('root'))
+
+    def test_crypted_hash_stored_verbatim(self):
+        hashed = subprocess.run(
+            ['openssl', 'passwd', '-6', '-salt', 'userpwft', 'from-a-hash'],
+            capture_output=True, text=True, check=True).stdout.strip()
+        root = self.guest.read_shadow_hash('root')
+
+        self.set_password(hashed, user_name='alice', crypted=True)
+
+        self.assertEqual(hashed, self.guest.read_shadow_hash('alice'))
+        self.assertTrue(qga_lab.password_matches('from-a-hash', hashed))
+        self.assertEqual(root, self.guest.read_shadow_hash('root'))
+
+    def test_without_user_name_nova_sets_roots(self):
+        alice = self.guest.read_shadow_hash('alice')
+
+        self.set_password('r00t-by-nova')
+
+        self.assertTrue(qga_lab.password_matches(
+            'r00t-by-nova', self.guest.read_shadow_hash('root')))
+        self.assertEqual(alice, self.guest.read_shadow_hash('alice'))
+
+    def test_unknown_user_reports_the_guests_reason(self):
+        alice = self.guest.read_shadow_hash('alice')
+
+        error = self.assertRaises(
+            nova_exception.Invalid, self.driver.set_admin_password,
+            self.instance, 'whatever-pw', user_name='nobody')
+
+        self.assertEqual(exception.COMMAND_FAILED,
+                         exception.agent_error_tag(error))
+        self.assertIn('guest-set-user-password', error.format_message())
+        self.assertNotIn('whatever-pw', error.format_message())
+        self.assertEqual(alice, self.guest.read_shadow_hash('alice'))
+
+    def test_forbidden_characters_never_reach_the_guest(self):
+        alice = self.guest.read_shadow_hash('alice')
+        shadow = self.guest.check_shell('cat /etc/shadow')
+        # A crypted "hash" with ':' would rewrite alice's shadow ageing
+        # fields if it reached chpasswd -e.
+        for kwargs, password in (
+                ({'user_name': 'alice:0'}, 'pw'),
+                ({'user_name': 'alice\nroot'}, 'pw'),
+                ({'user_name': 'alice'}, 'pw\nroot:pw'),
+                ({'user_name': 'alice', 'crypted': True},
+                 alice + ':0:0:1:1:1:1')):
+            self.assertRaises(nova_exception.Invalid,
+                              self.driver.set_admin_password,
+                              self.instance, password, **kwargs)
+        self.assertEqual(shadow, self.guest.check_shell('cat /etc/shadow'))
+
+    def test_hung_agent_times_out_as_504_cause(self):
+        self.guest.pause_agent()
+        self.addCleanup(self.guest.resume_agent)
+        started = time.monotonic()
+
+        error = self.assertRaises(
+            nova_exception.InstanceAgentNotEnabled,
+            self.driver.set_admin_password, self.instance, 'pw-while-hung',
+            user_name='alice')
+
+        elapsed = time.monotonic() - started
+        _report('hung agent: failed after %.1f s' % elapsed)
+        self.assertEqual(exception.TIMEOUT, exception.agent_error_tag(error))
+        self.assertLess(elapsed, 3 + 5)
