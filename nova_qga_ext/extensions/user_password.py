@@ -46,6 +46,9 @@ What differs, on purpose:
   guest) is reported with the agent's reason, where nova's manager says
   only "error setting admin password".
 
+There is no option: the limits are the guest's, and who may send a
+crypted hash is a matter of policy like any other password change.
+
 Secrets: the password is never logged, put in an exception, an instance
 action or a notification (nova's notification wrapper drops ``new_pass``).
 """
@@ -335,6 +338,9 @@ class UserPassword(base.Extension):
 
         The user name and crypted flag come as arguments or, when nova's
         manager calls for our RPC endpoint, from the endpoint's request.
+        The per-instance lock is taken here rather than in the endpoint:
+        it is not re-entrant, and here it also serialises nova's own
+        changePassword with the other agent operations on the instance.
         """
         request = _REQUEST.get()
         if (user_name is None and request is not None and
