@@ -134,6 +134,12 @@ def _quiesce_failed(reason):
     return nova_exception.InstanceQuiesceFailed(reason=reason)
 
 
+def _describe(error):
+    if isinstance(error, agent.AgentError):
+        return error.format_message()
+    return '%s: %s' % (type(error).__name__, error)
+
+
 def _live_snapshot_blocker():
     """Why nova would not take a live snapshot on this host, or None.
 
@@ -189,9 +195,11 @@ class FreezeWindow:
         try:
             self.filesystems = self._agent.fs_freeze()
             self.freeze_ms = self._elapsed_ms()
-        except agent.AgentError as error:
+        # Anything but a nova exception would escape nova's cleanup before
+        # it ends the block job and redefines the domain.
+        except Exception as error:
             self._fail(_('the guest agent could not freeze the '
-                         'filesystems: %s') % error.format_message())
+                         'filesystems: %s') % _describe(error))
             self.thaw()
             raise self.error from None
 
@@ -204,10 +212,14 @@ class FreezeWindow:
             self._watchdog.cancel()
             try:
                 self._agent.fs_thaw()
-            except agent.AgentError as error:
+            # It runs in nova's cleanup, where it must not hide an error
+            # already on its way, nor stop the cleanup.
+            except Exception as error:
                 # Windows VSS reports a freeze held too long only here.
                 self._fail(_('the guest agent could not thaw the '
-                             'filesystems: %s') % error.format_message())
+                             'filesystems: %s') % _describe(error))
+                LOG.error('Thawing the guest filesystems failed: %s',
+                          _describe(error))
             finally:
                 self.window_ms = self._elapsed_ms()
 
