@@ -65,6 +65,9 @@ project_id_in_url=False)``
     The server's ``OS-EXT-STS:task_state`` (as admin), and the instance
     action events of the last ``action`` of that name as a list of
     ``(event, result)`` (``openstack server event show``).
+``self.instance(server)``
+    The server's ``nova.objects.Instance``, read from its cell database
+    (to set up states the API cannot reach, e.g. a task in progress).
 ``self.capture_debug_logs()``
     Start capturing every log record at DEBUG level; returns an object
     whose ``.output`` is the text logged since.

@@ -72,6 +72,19 @@ def libvirt_error(code, message):
         error_domain=fakelibvirt.VIR_FROM_DOMAIN, error_message=message)
 
 
+def agent_not_connected():
+    return libvirt_error(
+        fakelibvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+        'Guest agent is not responding: QEMU guest agent is not connected')
+
+
+def agent_timeout():
+    """libvirt < 11.2's error for a command qemu-ga never answered."""
+    return libvirt_error(
+        fakelibvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+        'Guest agent is not responding: Guest agent not available for now')
+
+
 def agent_refusal(command, reason):
     """The error libvirt < 11.2 raises when qemu-ga answers with an error."""
     return libvirt_error(
@@ -143,7 +156,12 @@ class FakeGuestAgent:
     (True: qemu-ga takes the command but never answers), ``disabled`` (the
     commands blocked in qemu-ga's configuration), ``users`` (the accounts
     that exist), ``exec_handler`` (fills a FakeProcess from its argv, env and
-    stdin; raise ExecNotFound for a missing program), ``filesystems``.
+    stdin; raise ExecNotFound for a missing program), ``filesystems``,
+    ``handlers`` (command name -> function taking the command's arguments
+    as keywords and returning its "return" value, or raising e.g.
+    ``agent_timeout()`` / ``agent_refusal(command, reason)``; it replaces
+    the built-in behaviour and runs after the reachability and
+    disabled-command checks, under the agent's lock).
     Attributes tests read: ``passwords`` (user -> (password, crypted)),
     ``commands`` (every command run, raw or dedicated, in order),
     ``processes`` (pid -> FakeProcess), ``frozen``, ``response_timeouts``
@@ -159,6 +177,7 @@ class FakeGuestAgent:
         self.users = {'root'}
         self.passwords = {}
         self.exec_handler = default_exec
+        self.handlers = {}
         self.filesystems = ['/', '/boot']
         self.frozen = False
         self.commands = []
@@ -195,7 +214,8 @@ class FakeGuestAgent:
                 raise agent_refusal(
                     command, 'Command %s has been disabled: the agent is in '
                              'frozen state' % command)
-            handler = getattr(self, '_' + command.replace('-', '_'), None)
+            handler = self.handlers.get(command) or getattr(
+                self, '_' + command.replace('-', '_'), None)
             if handler is None:
                 return {}
             return handler(**(arguments or {}))
@@ -210,15 +230,9 @@ class FakeGuestAgent:
                 fakelibvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
                 'argument unsupported: QEMU guest agent is not configured')
         if not self.connected:
-            raise libvirt_error(
-                fakelibvirt.VIR_ERR_AGENT_UNRESPONSIVE,
-                'Guest agent is not responding: QEMU guest agent is not '
-                'connected')
+            raise agent_not_connected()
         if self.hung:
-            raise libvirt_error(
-                fakelibvirt.VIR_ERR_AGENT_UNRESPONSIVE,
-                'Guest agent is not responding: Guest agent not available '
-                'for now')
+            raise agent_timeout()
 
     # -- qemu-ga commands ---------------------------------------------------
 
