@@ -284,7 +284,7 @@ class Lab:
                             guest.boot_seconds = time.monotonic() - started
                             pending.remove(item)
                     if pending:
-                        time.sleep(lab_guest._POLL)
+                        time.sleep(lab_guest.POLL_INTERVAL)
         except BaseException:
             for _started, guest in guests:
                 self.destroy(guest)
@@ -297,10 +297,10 @@ class Lab:
         self._guests.pop(guest.name, None)
 
     def _destroy_domains(self, wanted):
-        if libvirtd.read_pid(self.pidfile) is None and not \
-                libvirtd.responds():
-            return []
-        conn = self.connect()
+        try:
+            conn = self.connect()
+        except libvirt.libvirtError:
+            return []  # no libvirtd, so no domains
         destroyed = []
         active = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
         for dom in active:
@@ -347,10 +347,11 @@ class Lab:
 
     def active_domains(self):
         """Names of the running domains, if a libvirtd answers."""
-        if libvirtd.read_pid(self.pidfile) is None and not \
-                libvirtd.responds():
+        try:
+            conn = self.connect()
+        except libvirt.libvirtError:
             return []
-        return [d.name() for d in self.connect().listAllDomains(
+        return [d.name() for d in conn.listAllDomains(
             libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
 
     def teardown(self):

@@ -37,7 +37,7 @@ LOG = logging.getLogger(__name__)
 # Under TCG a boot takes ~7 s alone and ~11 s with three in parallel on two
 # cores; the margin covers a loaded CI machine.
 BOOT_TIMEOUT = 180.0
-_POLL = 0.05
+POLL_INTERVAL = 0.05
 
 
 class LabError(Exception):
@@ -129,7 +129,7 @@ class LabGuest:
         """Wait until is_up(); return the seconds waited."""
         started = time.monotonic()
         while not self.is_up(started, timeout):
-            time.sleep(_POLL)
+            time.sleep(POLL_INTERVAL)
         return time.monotonic() - started
 
     def wait_agent(self, timeout=BOOT_TIMEOUT):
