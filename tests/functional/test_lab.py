@@ -107,7 +107,7 @@ class SharedGuestTest(testtools.TestCase):
         self.guest.ping()
 
     def test_stop_agent_disconnects_channel_for_a_while(self):
-        self.guest.stop_agent(2)
+        self.guest.stop_agent(3)
         error = self.assertRaises(libvirt.libvirtError, self.guest.ping)
         self.assertTrue(qga_lab.guest.is_not_connected(error))
         self.assertIn("state='disconnected'", self.guest.domain.XMLDesc(0))
