@@ -71,7 +71,9 @@ class TestToHttpError(test.NoDBTestCase):
                 (nova_exception.InstanceQuiesceFailed(reason='r'), 409),
                 (nova_exception.UnexpectedTaskStateError(
                     instance_uuid='u', expected='a', actual='b'), 409),
-                (nova_exception.InstanceNotFound(instance_id='u'), 404)):
+                (nova_exception.InstanceNotFound(instance_id='u'), 404),
+                # A compute node's own configuration refuses the request.
+                (nova_exception.Forbidden(message='not allowed here'), 403)):
             self.assertMaps(error, status)
 
     def test_unknown_nova_exception(self):

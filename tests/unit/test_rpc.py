@@ -54,7 +54,7 @@ class TestComputeAPI(test.NoDBTestCase):
     def test_call_routes_to_the_instance_host(self):
         self.cctxt.call.return_value = {'ok': 1}
         result = self.api.call(self.context, self.instance, 'do_it', 'ext',
-                               None, arg=5)
+                               arg=5)
         self.assertEqual({'ok': 1}, result)
         self.client.prepare.assert_called_once_with(
             server='cn1', timeout=60, call_monitor_timeout=60)
@@ -63,14 +63,26 @@ class TestComputeAPI(test.NoDBTestCase):
 
     def test_long_call_is_kept_alive_by_heartbeats(self):
         self.flags(rpc_response_timeout=30)
-        self.api.call(self.context, self.instance, 'do_it', 'ext', 600)
+        self.api.call(self.context, self.instance, 'do_it', 'ext',
+                      rpc_timeout=600)
         self.client.prepare.assert_called_once_with(
             server='cn1', timeout=600, call_monitor_timeout=30)
 
     def test_short_call(self):
-        self.api.call(self.context, self.instance, 'do_it', 'ext', 5)
+        self.api.call(self.context, self.instance, 'do_it', 'ext',
+                      rpc_timeout=5)
         self.client.prepare.assert_called_once_with(
             server='cn1', timeout=5, call_monitor_timeout=5)
+
+    def test_method_timeout_argument_is_the_methods(self):
+        # guest_exec has its own timeout argument; it goes to the compute
+        # side, apart from the RPC timeout.
+        self.api.call(self.context, self.instance, 'guest_exec', 'ext',
+                      rpc_timeout=90, timeout=30)
+        self.client.prepare.assert_called_once_with(
+            server='cn1', timeout=90, call_monitor_timeout=60)
+        self.cctxt.call.assert_called_once_with(
+            self.context, 'guest_exec', instance=self.instance, timeout=30)
 
     def test_cell_transport(self):
         # nova-api targets the context at the instance's cell; the call
@@ -134,7 +146,7 @@ class TestComputeAPI(test.NoDBTestCase):
         self.cctxt.call.side_effect = messaging.MessagingTimeout()
         raised = self.assertRaises(
             rpc.ComputeHostTimeout, self.api.call, self.context,
-            self.instance, 'do_it', 'ext', 42)
+            self.instance, 'do_it', 'ext', rpc_timeout=42)
         self.assertEqual(504, raised.code)
         self.assertIn('cn1', raised.format_message())
         self.assertIn('42', raised.format_message())
