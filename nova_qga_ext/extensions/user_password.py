@@ -135,6 +135,11 @@ _USER_NAME_FORBIDDEN = frozenset(':')
 _HASH_FORBIDDEN = frozenset(': \t')
 
 
+# chpasswd in the guest says no more than that it failed.
+_GUEST_REFUSED_HINT = _('Check that the user exists in the guest and that '
+                        'the password meets the guest\'s password policy.')
+
+
 class InvalidUserName(nova_exception.Invalid):
     msg_fmt = _('Invalid user name %(name)s: %(reason)s.')
 
@@ -297,10 +302,17 @@ class UserPasswordEndpoint:
         except nova_exception.InstancePasswordSetFailed:
             if request.error is None:
                 raise
-            error = request.error
+            tag = exception.agent_error_tag(request.error)
+            reason = request.error.format_message()
+            if tag == exception.COMMAND_FAILED:
+                reason += ' ' + _GUEST_REFUSED_HINT
             raise nova_exception.InstancePasswordSetFailed(
-                instance=instance.uuid, reason=error.format_message(),
-                agent_error=exception.agent_error_tag(error)) from None
+                _('Could not set the password of user %(user)s on server '
+                  '%(instance)s: %(reason)s') % {
+                      'user': user_name, 'instance': instance.uuid,
+                      'reason': reason},
+                instance=instance.uuid, reason=reason,
+                agent_error=tag) from None
         finally:
             _REQUEST.reset(token)
 

@@ -458,8 +458,10 @@ class EndpointTest(DriverTestBase):
             make_instance(), PASSWORD, 'nobody', False)
 
         message = error.format_message()
+        self.assertIn('Could not set the password of user nobody', message)
         self.assertIn('child process has failed to set user password',
                       message)
+        self.assertIn('Check that the user exists in the guest', message)
         self.assertNotIn('error setting admin password', message)
         self.assertEqual(exception.COMMAND_FAILED,
                          exception.agent_error_tag(error))
@@ -471,6 +473,7 @@ class EndpointTest(DriverTestBase):
             self.endpoint.set_admin_password, mock.sentinel.ctx,
             make_instance(), PASSWORD, 'al:ice', False)
         self.assertIn('Invalid user name', error.format_message())
+        self.assertNotIn('Check that the user exists', error.format_message())
         self.assertIsNone(exception.agent_error_tag(error))
         self.guest_agent.assert_not_called()
 

@@ -269,7 +269,8 @@ class UserPasswordAPITest(base.QgaExtAPITestBase):
     def test_user_unknown_in_guest_names_the_agents_reason(self):
         self.assertConflict(
             self.action(self.server['id'], change_password('bob')),
-            'child process has failed to set user password')
+            'user bob', 'child process has failed to set user password',
+            'Check that the user exists in the guest')
 
     def test_image_without_guest_agent(self):
         server = self.create_active_server(agent=False)
