@@ -424,7 +424,14 @@ class GuestAgent:
         return result
 
     def exec_run(self, argv, env=None, stdin=b'', timeout=30.0):
-        pid = self.exec_start(argv, env, stdin)
+        return self.exec_wait(self.exec_start(argv, env, stdin), timeout)
+
+    def exec_wait(self, pid, timeout=30.0):
+        """Poll a started command until it exits or timeout seconds pass.
+
+        exec_run() in two steps, for callers that must know the pid even
+        when a poll fails.
+        """
         start = time.monotonic()
         deadline = start + timeout
         polls = 0
