@@ -30,7 +30,11 @@
   refused with it (nothing would wait).
 * ``{"guestExecStatus": {"pid": N}}``: 200 in the same shape; the final
   result is kept on the compute node (qemu-ga reports it only once), so a
-  status call can be retried. 404 for a pid the guest does not know.
+  status call can be retried. 404 for a pid the guest does not know. It is
+  allowed while the server has a task in progress (it changes nothing),
+  not while it is locked (its agent is not touched at all then).
+* An agent failure after the command started (a poll timed out, 504)
+  names the command's pid in the error, since it may still be running.
 
 qemu-ga semantics apply: no shell (use ``/bin/sh -c``), ``env`` replaces
 the environment, the command runs as qemu-ga's user (root).
@@ -69,6 +73,7 @@ from oslo_log import log as logging
 from oslo_policy import policy
 import webob.exc
 
+from nova_qga_ext import agent
 from nova_qga_ext.api import controller
 from nova_qga_ext.extensions import base
 from nova_qga_ext.i18n import _
@@ -413,6 +418,21 @@ class GuestExecController(controller.ActionController):
                                **values).create()
 
 
+def _started_then_failed(error, pid):
+    """The nova exception of an agent error after the command started.
+
+    The command may well still run in the guest; its pid is the caller's
+    only way to its result.
+    """
+    nova_error = virt_driver.to_nova_exception(error)
+    return type(nova_error)(
+        message=_('%(error)s The command had been started as pid %(pid)d '
+                  'and may still be running; ask guestExecStatus for its '
+                  'result.') % {'error': nova_error.format_message(),
+                                'pid': pid},
+        pid=pid, **nova_error.kwargs)
+
+
 class _PerCallLock:
     """libvirt_qemu whose every agent command holds the instance lock."""
 
@@ -448,12 +468,15 @@ class GuestExecEndpoint:
             check_allowed(self._conf.allowed_commands, command)
             stdin = base64.b64decode(input)
             with virt_driver.agent_errors_as_nova_exceptions():
-                agent = self._agent(instance)
-                agent.require(*AGENT_COMMANDS)
+                guest_agent = self._agent(instance)
+                guest_agent.require(*AGENT_COMMANDS)
+                pid = guest_agent.exec_start(command, env, stdin)
                 if not wait:
-                    return {'pid': agent.exec_start(command, env, stdin)}
-                return result_dict(
-                    agent.exec_run(command, env, stdin, timeout=timeout))
+                    return {'pid': pid}
+                try:
+                    return result_dict(guest_agent.exec_wait(pid, timeout))
+                except agent.AgentError as error:
+                    raise _started_then_failed(error, pid) from None
 
     def guest_exec_status(self, context, instance, pid):
         with virt_driver.agent_errors_as_nova_exceptions():

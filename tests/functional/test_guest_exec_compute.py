@@ -222,6 +222,39 @@ class TestNoWaitAndDeadline(GuestExecComputeTest):
                          exception.agent_error_tag(error))
 
 
+class TestAgentLostMidRun(GuestExecComputeTest):
+
+    def test_poll_timeout_names_the_pid(self):
+        self.useFixture(config_fixture.Config(CONF)).config(
+            agent_timeout=2, group='qga_ext')
+        guest = self.useFixture(lab_fixtures.LabGuestFixture('gexec')).guest
+        instance = self.instance_of(guest)
+        outcome = {}
+
+        def run():
+            try:
+                self.run_exec(instance,
+                              ['/bin/sh', '-c', 'sleep 2; echo done'])
+            except nova_exception.NovaException as error:
+                outcome['error'] = error
+        thread = threading.Thread(target=run)
+        thread.start()
+        self.addCleanup(thread.join)
+        time.sleep(0.5)
+        guest.pause_agent()
+        thread.join(60)
+        guest.resume_agent()
+        error = outcome['error']
+        _report('guest exec with qemu-ga stopped mid-run: %s'
+                % error.format_message())
+        self.assertEqual(exception.TIMEOUT, exception.agent_error_tag(error))
+        pid = error.kwargs['pid']
+        self.assertIn('pid %d' % pid, error.format_message())
+        result = self.wait_exited(instance, pid)
+        self.assertEqual((True, 0, b'done\n'), (
+            result['exited'], result['exitcode'], unb64(result['stdout'])))
+
+
 class TestLocking(GuestExecComputeTest):
 
     def test_other_agent_work_runs_between_polls(self):

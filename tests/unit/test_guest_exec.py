@@ -461,11 +461,23 @@ class TestEndpoint(GuestExecTestCase):
             self.context, self.instance, 9)
         self.assertEqual(exception.PID_UNKNOWN,
                          exception.agent_error_tag(error))
-        fake_agent.exec_run.side_effect = agent.AgentTimeout(
+        fake_agent.exec_start.side_effect = agent.AgentNotConnected()
+        error = self.assertRaises(nova_exception.InstanceAgentNotEnabled,
+                                  self.guest_exec)
+        self.assertEqual(exception.NOT_CONNECTED,
+                         exception.agent_error_tag(error))
+        self.assertNotIn('pid', error.format_message())
+        # Once started, the error names the pid: the command may run on.
+        fake_agent.exec_start.side_effect = None
+        fake_agent.exec_start.return_value = 42
+        fake_agent.exec_wait.side_effect = agent.AgentTimeout(
             command='guest-exec-status', timeout=10)
         error = self.assertRaises(nova_exception.InstanceAgentNotEnabled,
                                   self.guest_exec)
         self.assertEqual(exception.TIMEOUT, exception.agent_error_tag(error))
+        self.assertIn('guest-exec-status', error.format_message())
+        self.assertIn('pid 42', error.format_message())
+        self.assertEqual(42, error.kwargs['pid'])
         # The event saw the nova exception, not the agent's.
         exit_args = self.events.return_value.__exit__.call_args.args
         self.assertIs(error, exit_args[1])

@@ -425,6 +425,18 @@ class TestRefusals(GuestExecTestBase):
         self.assertEqual(504, response.status, response.body)
         self.assertIn('guest-info', response.body['computeFault']['message'])
 
+    def test_agent_timeout_after_the_start_names_the_pid(self):
+        def handler(process):
+            # qemu-ga stops answering right after starting the command.
+            self.agent.hung = True
+        self.agent.exec_handler = handler
+        response = self.run_exec(self.server, ['/bin/true'])
+        self.assertEqual(504, response.status, response.body)
+        self.assertIn('pid 1000', response.body['computeFault']['message'])
+        self.agent.hung = False
+        self.assertTrue(self.status(self.server, 1000).body[
+            'guestExecStatus']['exited'])
+
     def test_host_without_plugin(self):
         self.start_qga_compute('compute2', plugin=False)
         server = self.create_active_server(host='compute2')
