@@ -344,8 +344,8 @@ class GuestExecController(controller.ActionController):
         result = self.call_compute(
             context, instance, 'guest_exec',
             rpc_timeout=rpc_timeout(timeout, wait), command=command,
-            env=env, input=base64.b64encode(stdin).decode('ascii'),
-            timeout=timeout, wait=wait)
+            env=env, input=entity.get('input', ''), timeout=timeout,
+            wait=wait)
         if wait:
             return {EXEC_ACTION: result}
         return wsgi.ResponseObject({EXEC_ACTION: result}, code=202)
