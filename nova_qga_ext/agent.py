@@ -349,6 +349,9 @@ class GuestAgent:
                          commands=types.MappingProxyType(commands))
 
     def require(self, *commands):
+        """guest-info, raising AgentCommandDisabled for the first command
+        the guest's qemu-ga lacks or has disabled.
+        """
         info = self.info()
         for command in commands:
             if command not in info.commands:
@@ -371,6 +374,11 @@ class GuestAgent:
                    'elapsed': time.monotonic() - start})
 
     def exec_start(self, argv, env=None, stdin=b''):
+        """Start argv (no shell) with output capture; return its pid.
+
+        env (a mapping or "K=V" strings) replaces the environment; stdin
+        bytes are written to the process and its stdin is then closed.
+        """
         if isinstance(env, collections.abc.Mapping):
             env = ['%s=%s' % item for item in env.items()]
         arguments = {'path': argv[0], 'arg': list(argv[1:]),
@@ -395,6 +403,9 @@ class GuestAgent:
         return self._uuid
 
     def exec_status(self, pid):
+        """The process's state; once it exited, the same final result
+        on every call until the kept copy expires.
+        """
         uuid = self._domain_uuid()
         result = self._results.get(uuid, pid)
         if result is not None:
@@ -424,6 +435,9 @@ class GuestAgent:
         return result
 
     def exec_run(self, argv, env=None, stdin=b'', timeout=30.0):
+        """exec_start() then exec_wait(): at the deadline the result has
+        exited False and the pid to ask exec_status() about later.
+        """
         return self.exec_wait(self.exec_start(argv, env, stdin), timeout)
 
     def exec_wait(self, pid, timeout=30.0):

@@ -447,6 +447,12 @@ class TestExec(AgentTestCase):
         self.assertLessEqual(sum(self.clock.sleeps), 0.5)
         self.assertIsNone(self.results.get('uuid-1', 5))
 
+    def test_wait_for_a_started_pid(self):
+        self.qemu.qemuAgentCommand.side_effect = [
+            reply({'exited': False}), self.status(exitcode=4)]
+        self.assertEqual(4, self.agent.exec_wait(9, timeout=5).exitcode)
+        self.assertEqual([0.001, 0.001], self.clock.sleeps)
+
     def test_run_keeps_the_final_result(self):
         result, took = self.run_until(0.01)
         self.assertEqual(result, self.results.get('uuid-1', 5))
