@@ -8,7 +8,8 @@
 #
 # Environment:
 #   QGA_VENV, QGA_LAB_DIR, PYTHON: see tools/bootstrap.sh
-#   QGA_UNIT_CONCURRENCY  stestr workers for unit tests (default: CPUs)
+#   QGA_UNIT_CONCURRENCY        stestr workers for unit tests (default: CPUs)
+#   QGA_FUNCTIONAL_CONCURRENCY  ... for functional tests (default: 1)
 #
 # Prints one line describing the lab and closes with "N passed, N failed".
 # Exits non-zero if any test failed or the lab could not be brought up.
@@ -82,8 +83,9 @@ for suite in "${suites[@]}"; do
     if [ "$suite" = unit ]; then
         concurrency=${QGA_UNIT_CONCURRENCY:-0}
     else
-        # Every lab guest is a TCG QEMU eating a core while it boots.
-        concurrency=1
+        # Every lab guest is a TCG QEMU eating a core while it boots, and
+        # some lab tests measure time windows.
+        concurrency=${QGA_FUNCTIONAL_CONCURRENCY:-1}
     fi
     say "$suite tests"
     rc=0
