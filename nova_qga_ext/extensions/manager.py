@@ -30,9 +30,14 @@ class UnknownExtension(ValueError):
 
 
 def installed():
-    """Return ``{name: extension class}`` for every installed extension."""
+    """Return ``{name: extension class}`` for every installed extension.
+
+    Sorted by name, so that generated samples do not depend on the order in
+    which the installed distributions are found.
+    """
     manager = stevedore.ExtensionManager(NAMESPACE, invoke_on_load=False)
-    return {extension.name: extension.plugin for extension in manager}
+    return {extension.name: extension.plugin
+            for extension in sorted(manager, key=lambda ext: ext.name)}
 
 
 def load(conf):
