@@ -199,7 +199,7 @@ class TeardownTest(testtools.TestCase):
         lab_fixtures.shared_lab()
         workdir = self.useFixture(fixtures.TempDir()).path
         lab = qga_lab.Lab(workdir)
-        guest = lab.boot(lab_fixtures.unique_name('teardown'))
+        guest = lab.boot(lab_fixtures.unique_name('teardown'), wait=False)
         self.assertEqual(1, len(_qemu_pids(guest.name)))
         self.assertTrue(os.path.exists(guest.data_disk))
         lab.teardown()
