@@ -17,19 +17,41 @@ set -euo pipefail
 
 source "$(dirname "$0")/bootstrap.sh"
 
-# 3. Which suites have selected tests. A suite whose listing fails (e.g. an
-#    import error) still runs, so the failure is reported.
+# 3. The suites: name, test path, stestr arguments. Nova's in-process API
+#    harness runs twice, in eventlet mode (nova's test default) and in
+#    native threading mode (nova 34's service default). A suite whose
+#    listing fails (e.g. an import error) still runs, so the failure is
+#    reported.
 stestr="$venv/bin/stestr"
+declare -A suite_path=(
+    [unit]=./tests/unit
+    [functional]=./tests/functional
+    [api-eventlet]=./tests/functional/api
+    [api-threading]=./tests/functional/api
+)
+declare -A suite_args=(
+    [functional]="--exclude-regex ^tests\.functional\.api\."
+)
+suite_env() {
+    if [ "$1" = api-threading ]; then
+        echo OS_NOVA_DISABLE_EVENTLET_PATCHING=1
+    else
+        echo OS_NOVA_DISABLE_EVENTLET_PATCHING=
+    fi
+}
 selected() {
-    local out
-    if out=$("$stestr" --test-path "./tests/$1" list "${@:2}" 2>/dev/null); then
+    local suite=$1 out
+    shift
+    # shellcheck disable=SC2086
+    if out=$(env "$(suite_env "$suite")" "$stestr" --test-path "${suite_path[$suite]}" \
+            list ${suite_args[$suite]:-} "$@" 2>/dev/null); then
         [ -n "$out" ]
     else
-        [ -n "$(ls tests/"$1"/test_*.py tests/"$1"/*/test_*.py 2>/dev/null)" ]
+        [ -n "$(ls "${suite_path[$suite]}"/test_*.py 2>/dev/null)" ]
     fi
 }
 suites=()
-for suite in unit functional; do
+for suite in unit functional api-eventlet api-threading; do
     if selected "$suite" "$@"; then
         suites+=("$suite")
     fi
@@ -80,18 +102,20 @@ results=()
 rcs=0
 for suite in "${suites[@]}"; do
     t=$(date +%s)
-    if [ "$suite" = unit ]; then
-        concurrency=${QGA_UNIT_CONCURRENCY:-0}
-    else
-        # Every lab guest is a TCG QEMU eating a core while it boots, and
-        # some lab tests measure time windows.
-        concurrency=${QGA_FUNCTIONAL_CONCURRENCY:-1}
-    fi
+    case $suite in
+        unit) concurrency=${QGA_UNIT_CONCURRENCY:-0} ;;
+        # Nova's harness needs no lab; one worker per core.
+        api-*) concurrency=0 ;;
+        # Every lab guest is a TCG QEMU eating a core while it boots.
+        *) concurrency=${QGA_FUNCTIONAL_CONCURRENCY:-1} ;;
+    esac
     say "$suite tests"
     rc=0
-    "$stestr" --test-path "./tests/$suite" run --concurrency "$concurrency" \
-        "$@" || rc=$?
-    "$stestr" last --subunit > "$logs/$suite.subunit" 2>/dev/null || true
+    # shellcheck disable=SC2086
+    env "$(suite_env "$suite")" "$stestr" --test-path "${suite_path[$suite]}" \
+        run --concurrency "$concurrency" ${suite_args[$suite]:-} "$@" || rc=$?
+    "$stestr" --test-path "${suite_path[$suite]}" last --subunit \
+        > "$logs/$suite.subunit" 2>/dev/null || true
     results+=("$suite:$rc:$logs/$suite.subunit")
     say "$suite tests done ($(elapsed "$t") s, stestr exit $rc)"
 done
