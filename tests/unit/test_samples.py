@@ -21,7 +21,6 @@ import os
 
 import fixtures
 from oslo_config import cfg
-from oslo_config import cfg
 from oslo_config import generator as config_generator
 from oslo_policy import generator as policy_generator
 import testtools
