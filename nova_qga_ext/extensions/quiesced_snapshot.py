@@ -82,6 +82,9 @@ QUIESCE_REQUIRED = 'required'
 FREEZE_WINDOW_PROPERTY = PROPERTY_PREFIX + 'freeze_window_ms'
 FROZEN_FILESYSTEMS_PROPERTY = PROPERTY_PREFIX + 'frozen_filesystems'
 
+_PROPERTIES = (QUIESCE_PROPERTY, FREEZE_WINDOW_PROPERTY,
+               FROZEN_FILESYSTEMS_PROPERTY)
+
 FSFREEZE_COMMANDS = ('guest-fsfreeze-freeze', 'guest-fsfreeze-thaw',
                      'guest-fsfreeze-status')
 
@@ -167,9 +170,10 @@ class FreezeWindow:
     is kept in :attr:`error`, to fail the snapshot once nova has cleaned up.
     """
 
-    def __init__(self, guest_agent, timeout):
+    def __init__(self, guest_agent, timeout, instance=None):
         self._agent = guest_agent
         self._timeout = timeout
+        self._instance = instance
         self._guard = threading.Lock()
         self._frozen = False
         self._started = None
@@ -206,22 +210,25 @@ class FreezeWindow:
     def thaw(self):
         """Thaw if frozen; a no-op otherwise. Never raises."""
         with self._guard:
-            if not self._frozen:
-                return
-            self._frozen = False
-            self._watchdog.cancel()
-            try:
-                self._agent.fs_thaw()
-            # It runs in nova's cleanup, where it must not hide an error
-            # already on its way, nor stop the cleanup.
-            except Exception as error:
-                # Windows VSS reports a freeze held too long only here.
-                self._fail(_('the guest agent could not thaw the '
-                             'filesystems: %s') % _describe(error))
-                LOG.error('Thawing the guest filesystems failed: %s',
-                          _describe(error))
-            finally:
-                self.window_ms = self._elapsed_ms()
+            self._thaw()
+
+    def _thaw(self):
+        if not self._frozen:
+            return
+        self._frozen = False
+        self._watchdog.cancel()
+        try:
+            self._agent.fs_thaw()
+        # It runs in nova's cleanup, where it must not hide an error
+        # already on its way, nor stop the cleanup.
+        except Exception as error:
+            # Windows VSS reports a freeze held too long only here.
+            self._fail(_('the guest agent could not thaw the filesystems: '
+                         '%s') % _describe(error))
+            LOG.error('Thawing the guest filesystems failed: %s',
+                      _describe(error), instance=self._instance)
+        finally:
+            self.window_ms = self._elapsed_ms()
 
     def _elapsed_ms(self):
         return round((time.monotonic() - self._started) * 1000, 1)
@@ -234,12 +241,12 @@ class FreezeWindow:
         with self._guard:
             if not self._frozen:
                 return
+            LOG.error('Thawing the guest filesystems, frozen for longer '
+                      'than %s s', self._timeout, instance=self._instance)
             self._fail(_('the filesystems stayed frozen longer than '
                          '[qga_ext] freeze_timeout (%s s) and were thawed by '
                          'the watchdog') % self._timeout)
-        LOG.error('Thawing a guest frozen for longer than %s s',
-                  self._timeout)
-        self.thaw()
+            self._thaw()
 
 
 class _Snapshot:
@@ -249,7 +256,7 @@ class _Snapshot:
         self.instance = instance
         self.metadata = None
         self.window = FreezeWindow(driver.guest_agent(instance),
-                                   freeze_timeout)
+                                   freeze_timeout, instance)
         self._lock = driver.instance_lock(instance)
         self._held = contextlib.ExitStack()
 
@@ -273,6 +280,7 @@ class QuiescedSnapshotController(controller.ActionController):
     def __init__(self, extension):
         super().__init__(extension)
         self.compute_api = _QuiescedSnapshotComputeAPI()
+        _make_properties_non_inheritable(extension.conf)
 
     @wsgi.response(202)
     @wsgi.expected_errors((400, 403, 404, 409, 504))
@@ -320,6 +328,22 @@ class QuiescedSnapshotController(controller.ActionController):
         response['Location'] = glance.API().generate_image_url(image_id,
                                                                context)
         return response
+
+
+def _make_properties_non_inheritable(conf):
+    """Keep our properties off the snapshots of servers booted from ours.
+
+    nova copies the properties of a server's image into the server's
+    snapshots. Inherited, the marker would force a quiesce on a plain
+    createImage, and the measurements would describe another snapshot.
+    Added to what the operator lists in ``[DEFAULT]
+    non_inheritable_image_properties``, on the API nodes that create images.
+    """
+    listed = list(conf.non_inheritable_image_properties)
+    missing = [name for name in _PROPERTIES if name not in listed]
+    if missing:
+        conf.set_override('non_inheritable_image_properties',
+                          listed + missing)
 
 
 class _QuiescedSnapshotComputeAPI(compute.API):

@@ -342,7 +342,7 @@ class WatchdogTest(QuiescedSnapshotTestCase):
         self.assertEqual([True], thawed_while_stuck)
         self.assertIn('freeze_timeout', error.format_message())
         self.driver.agent.fs_thaw.assert_called_once_with()
-        self.assertIn('Thawing a guest frozen for longer than 0.1 s',
+        self.assertIn('frozen for longer than 0.1 s',
                       self.log.output)
 
     def test_cancelled_by_the_thaw(self):

@@ -18,11 +18,13 @@ The snapshot itself is nova's live snapshot on fakelibvirt, with the fake
 qemu-ga counting freezes and thaws.
 """
 
+import copy
 from unittest import mock
 
 import fixtures
 from nova import exception as nova_exception
 from nova.tests.fixtures import libvirt as fakelibvirt
+from oslo_utils import uuidutils
 
 from nova_qga_ext.extensions import quiesced_snapshot as qs
 from tests.functional.api import base
@@ -93,6 +95,33 @@ class QuiescedSnapshotAPITest(base.QgaExtAPITestBase):
                          self.agent_commands('guest-fsfreeze-freeze',
                                              'guest-fsfreeze-thaw'))
         self.assertFalse(self.fake_agent(self.server).frozen)
+
+    def test_properties_not_inherited(self):
+        # A server booted from a quiesced snapshot. Its image has no agent:
+        # fakelibvirt cannot run nova's own quiesce (the thaw that follows
+        # the redefinition finds the domain "shut off"), and an inherited
+        # marker would fail this createImage.
+        image = copy.deepcopy(self.glance.show(None, self.plain_image_id))
+        image['id'] = uuidutils.generate_uuid()
+        image['properties'].update({
+            qs.QUIESCE_PROPERTY: qs.QUIESCE_REQUIRED,
+            qs.FREEZE_WINDOW_PROPERTY: '12.3',
+            qs.FROZEN_FILESYSTEMS_PROPERTY: '2'})
+        self.glance.create(None, image)
+        child = self._create_server(image_uuid=image['id'])
+        agent = self.fake_agent(child)
+
+        response = self.action(child['id'], {'createImage': {'name': 'c'}},
+                               microversion='2.45')
+
+        self.assertEqual(202, response.status, response.body)
+        self._wait_for_server_parameter(child,
+                                        {'OS-EXT-STS:task_state': None})
+        image = self.image(response.body['image_id'])
+        self.assertEqual('active', image['status'])
+        self.assertEqual([], [key for key in image['properties']
+                              if key.startswith(qs.PROPERTY_PREFIX)])
+        self.assertEqual([], agent.commands)
 
     def test_snapshot_on_legacy_v2(self):
         response = self.snapshot(version='v2')
