@@ -468,3 +468,19 @@ class InitHostTest(QuiescedSnapshotTestCase):
         self.assertEqual({qs._STARTUP_PROBE_TIMEOUT},
                          {call.kwargs['timeout']
                           for call in self.guest_agent.call_args_list})
+
+
+class NonInheritablePropertiesTest(testtools.TestCase):
+
+    def test_added_to_the_operator_s_list(self):
+        conf = self.useFixture(config_fixture.Config(CONF))
+        conf.config(non_inheritable_image_properties=[
+            'bittorrent', qs.FREEZE_WINDOW_PROPERTY])
+
+        qs._make_properties_non_inheritable(CONF)
+        qs._make_properties_non_inheritable(CONF)
+
+        self.assertEqual(
+            ['bittorrent', qs.FREEZE_WINDOW_PROPERTY, qs.QUIESCE_PROPERTY,
+             qs.FROZEN_FILESYSTEMS_PROPERTY],
+            CONF.non_inheritable_image_properties)
