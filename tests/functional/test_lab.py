@@ -17,6 +17,7 @@
 import os
 import subprocess
 import time
+from xml.etree import ElementTree as etree
 
 import fixtures
 import libvirt
@@ -189,6 +190,36 @@ class BootVariantsTest(testtools.TestCase):
                           lab.connect().lookupByUUIDString, orphan.uuid)
         self.assertTrue(kept.domain.isActive())
         self.assertIn(kept.name, lab.destroy_lab_domains(force=True))
+
+
+class DomainXmlTest(testtools.TestCase):
+    """The XML that Nova-side users reuse, without booting it."""
+
+    def test_switches_and_paths(self):
+        lab = lab_fixtures.shared_lab()
+        image = lab.build_guest()
+        root = etree.fromstring(lab.domain_xml(
+            "it's", block_rpcs=('guest-exec', 'guest-get-time'),
+            disk='/tmp/d.qcow2', control_socket='/tmp/c.sock'))
+        self.assertEqual('qemu', root.get('type'))
+        self.assertEqual(qga_lab.DOMAIN_PREFIX + "it's",
+                         root.findtext('name'))
+        self.assertEqual((image.kernel, image.initrd), (
+            root.findtext('os/kernel'), root.findtext('os/initrd')))
+        self.assertTrue(os.path.exists(image.kernel))
+        self.assertIn('qga.block=guest-exec,guest-get-time',
+                      root.findtext('os/cmdline'))
+        self.assertEqual('/tmp/d.qcow2', root.find(
+            'devices/disk/source').get('file'))
+        names = [c.find('target').get('name')
+                 for c in root.findall('devices/channel')]
+        self.assertEqual(['org.qemu.guest_agent.0',
+                          'org.nova_qga_ext.lab.control'], names)
+
+        root = etree.fromstring(lab.domain_xml('plain', agent=False))
+        self.assertEqual([], root.findall('devices/channel'))
+        self.assertEqual([], root.findall('devices/disk'))
+        self.assertNotIn('qga.block', root.findtext('os/cmdline'))
 
 
 class TeardownTest(testtools.TestCase):
