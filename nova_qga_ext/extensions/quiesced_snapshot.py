@@ -34,6 +34,10 @@ nova's live snapshot:
 A watchdog thaws the guest after ``[qga_ext] freeze_timeout`` even if the
 snapshot thread is stuck, and nova-compute thaws at start-up any instance a
 crash left frozen.
+
+The marker is only an image property: a plain createImage whose metadata
+sets it gets the same quiesced snapshot, under createImage's policy and
+without the API's pre-check.
 """
 
 import contextlib
@@ -529,7 +533,7 @@ class QuiescedSnapshot(base.Extension):
                             {'uuid': guest.uuid, 'error': error})
                 continue
             LOG.warning('Thawed %(count)s filesystems of instance %(uuid)s, '
-                        'found frozen at start-up: a quiesced snapshot was '
+                        'found frozen at start-up; a snapshot was probably '
                         'interrupted.', {'count': count, 'uuid': guest.uuid})
 
 
