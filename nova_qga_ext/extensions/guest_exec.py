@@ -183,7 +183,10 @@ POLICY_RULES = [
         scope_types=['project']),
 ]
 
-_NO_NUL = '^[^\\x00]*$'
+# No NUL, and no lone surrogate: JSON can carry one ("\\ud800") and Python
+# decodes it, but it has no UTF-8 form for libvirt and qemu-ga.
+_BAD = '\\x00\\ud800-\\udfff'
+_C_STRING = '^[^%s]*$' % _BAD
 
 EXEC_SCHEMA = {
     'type': 'object',
@@ -199,17 +202,17 @@ EXEC_SCHEMA = {
                     # empty strings, which are meaningful ("" as a value).
                     'prefixItems': [{
                         'type': 'string', 'minLength': 1,
-                        'maxLength': MAX_ITEM_LENGTH, 'pattern': _NO_NUL}],
+                        'maxLength': MAX_ITEM_LENGTH, 'pattern': _C_STRING}],
                     'items': {
                         'type': 'string', 'maxLength': MAX_ITEM_LENGTH,
-                        'pattern': _NO_NUL},
+                        'pattern': _C_STRING},
                 },
                 'env': {
                     'type': 'array',
                     'maxItems': MAX_ENV,
                     'items': {
                         'type': 'string', 'maxLength': MAX_ITEM_LENGTH,
-                        'pattern': '^[^=\\x00]+=[^\\x00]*$'},
+                        'pattern': '^[^=%s]+=[^%s]*$' % (_BAD, _BAD)},
                 },
                 'input': {'type': 'string'},
                 'timeout': {'type': 'integer', 'minimum': 1},
@@ -360,8 +363,9 @@ class GuestExecController(controller.ActionController):
         # Read-only, so a task in progress is no reason to refuse; a locked
         # server's agent is not touched at all.
         self.check_ready(instance, allow_task=True)
+        # JSON Schema counts 1000.0 as an integer; qemu-ga refuses it.
         result = self.call_compute(context, instance, 'guest_exec_status',
-                                   pid=body[STATUS_ACTION]['pid'])
+                                   pid=int(body[STATUS_ACTION]['pid']))
         return {STATUS_ACTION: result}
 
     @staticmethod

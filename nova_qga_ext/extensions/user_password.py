@@ -152,6 +152,12 @@ def _is_control(character):
     return unicodedata.category(character) == 'Cc'
 
 
+def _has_surrogate(text):
+    # JSON can carry a lone surrogate ("\ud800") and Python decodes it,
+    # but it has no UTF-8 form for libvirt's C strings.
+    return any(unicodedata.category(c) == 'Cs' for c in text)
+
+
 def check_user_name(name):
     """Raise InvalidUserName unless the guest agent can take ``name``."""
     if not isinstance(name, str) or not name:
@@ -166,6 +172,9 @@ def check_user_name(name):
             name=repr(name),
             reason=_('it contains ":" or control characters (newline '
                      'included)'))
+    if _has_surrogate(name):
+        raise InvalidUserName(name=repr(name),
+                              reason=_('it is not valid Unicode'))
 
 
 def check_password(password, crypted):
@@ -181,6 +190,8 @@ def check_password(password, crypted):
     if '\n' in password or '\0' in password:
         raise InvalidPassword(reason=_('it contains a newline or a NUL '
                                        'character'))
+    if _has_surrogate(password):
+        raise InvalidPassword(reason=_('it is not valid Unicode'))
     if crypted and any(_is_control(c) or c in _HASH_FORBIDDEN
                        for c in password):
         raise InvalidPassword(reason=_(
