@@ -86,6 +86,8 @@ def lab_instance(guest, **fields):
 class RealDriverFixture(fixtures.Fixture):
     """``qga_ext.LibvirtDriver`` on qemu:///system with ``extensions``.
 
+    ``conf`` is the config fixture, for options a test changes later.
+
     ``driver.virtapi._compute`` stands in for the compute manager that
     serves the endpoints (its ``host`` is all the endpoints read), and
     instance-action events are not recorded: there is no database.
@@ -100,7 +102,7 @@ class RealDriverFixture(fixtures.Fixture):
         objects.register_all()
         qga_conf.register_opts(CONF)
         self.workdir = self.useFixture(fixtures.TempDir()).path
-        conf = self.useFixture(config_fixture.Config(CONF))
+        self.conf = conf = self.useFixture(config_fixture.Config(CONF))
         conf.config(virt_type='qemu', connection_uri='qemu:///system',
                     snapshots_directory=os.path.join(self.workdir,
                                                      'snapshots'),

@@ -302,12 +302,14 @@ class Lab:
         except libvirt.libvirtError:
             return []  # no libvirtd, so no domains
         destroyed = []
-        active = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
-        for dom in active:
+        # Inactive ones too: nova's live snapshot makes a lab domain
+        # persistent, and destroying it then leaves its definition.
+        for dom in conn.listAllDomains(0):
             name = dom.name()
             if wanted(name):
-                with contextlib.suppress(libvirt.libvirtError):
-                    dom.destroy()
+                for operation in (dom.destroy, dom.undefine):
+                    with contextlib.suppress(libvirt.libvirtError):
+                        operation()
                 destroyed.append(name)
                 guest = self._guests.pop(name, None)
                 shutil.rmtree(guest.directory if guest else

@@ -259,11 +259,18 @@ class LabGuest:
         raise LabError('qemu-ga in %s did not stop' % self.name)
 
     def destroy(self):
-        """Destroy the domain and delete its files; idempotent."""
-        try:
-            self.domain.destroy()
-        except libvirt.libvirtError as e:
-            if e.get_error_code() not in (libvirt.VIR_ERR_NO_DOMAIN,
-                                          libvirt.VIR_ERR_OPERATION_INVALID):
-                raise
+        """Destroy the domain and delete its files; idempotent.
+
+        nova's live snapshot redefines the domain, which makes a lab
+        guest persistent: it is undefined too, so that nothing is left in
+        libvirt's configuration.
+        """
+        for operation in (self.domain.destroy, self.domain.undefine):
+            try:
+                operation()
+            except libvirt.libvirtError as e:
+                if e.get_error_code() not in (
+                        libvirt.VIR_ERR_NO_DOMAIN,
+                        libvirt.VIR_ERR_OPERATION_INVALID):
+                    raise
         shutil.rmtree(self.directory, ignore_errors=True)

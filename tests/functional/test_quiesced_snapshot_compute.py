@@ -22,12 +22,9 @@ image service is local. The image is checked offline (qemu-img, e2fsck,
 debugfs) and the guest through the lab's raw agent path.
 """
 
-import contextlib
-import copy
 import hashlib
 import logging
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -38,18 +35,14 @@ import fixtures
 import libvirt
 from nova import context as nova_context
 from nova import exception as nova_exception
-from nova import objects
-from nova.tests import fixtures as nova_fixtures
-from nova.virt import fake as fake_virt
 from nova.virt.libvirt import config as libvirt_config
 from nova.virt.libvirt import guest as libvirt_guest
 from oslo_config import cfg
 from oslo_config import fixture as config_fixture
 import testtools
 
-from nova_qga_ext import conf as qga_conf
 from nova_qga_ext.extensions import quiesced_snapshot as qs
-from nova_qga_ext.virt import driver as qga_driver
+from nova_qga_ext.lab import compute as lab_compute
 from tests.functional import lab as lab_fixtures
 
 CONF = cfg.CONF
@@ -66,80 +59,21 @@ def _report(line):
     print(line, file=sys.stderr)
 
 
-class LocalImageService:
-    """The two calls nova's snapshot makes on the image API, on disk."""
-
-    def __init__(self, directory):
-        self.directory = directory
-        self.images = {}
-
-    def add(self, image_id, properties):
-        self.images[image_id] = {'id': image_id, 'name': 'snap-' + image_id,
-                                 'status': 'queued',
-                                 'properties': dict(properties)}
-
-    def get(self, context, image_id):
-        return copy.deepcopy(self.images[image_id])
-
-    def update(self, context, image_id, metadata, data=None,
-               purge_props=False):
-        image = self.images[image_id]
-        image['properties'].update(metadata.pop('properties', {}))
-        image.update(metadata)
-        if data is not None:
-            with open(self.path(image_id), 'wb') as f:
-                shutil.copyfileobj(data, f)
-        return copy.deepcopy(image)
-
-    def path(self, image_id):
-        return os.path.join(self.directory, image_id)
-
-
 class QuiescedSnapshotDriverTest(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        objects.register_all()
-        qga_conf.register_opts(CONF)
-        work = self.useFixture(fixtures.TempDir()).path
-        conf = self.useFixture(config_fixture.Config(CONF))
-        conf.config(virt_type='qemu', connection_uri='qemu:///system',
-                    snapshots_directory=os.path.join(work, 'snapshots'),
-                    group='libvirt')
-        conf.config(instances_path=os.path.join(work, 'instances'),
-                    state_path=work)
-        conf.config(extensions=['quiesced_snapshot'], group='qga_ext')
-        # Root here: nova's privileged helpers (chown) run in-process.
-        self.useFixture(nova_fixtures.PrivsepFixture())
-        # No database here for the instance action events.
-        self.useFixture(fixtures.MockPatch(
-            'nova.compute.utils.EventReporter'))
-        self.images = LocalImageService(work)
-        self.driver = qga_driver.LibvirtDriver(fake_virt.FakeVirtAPI(),
-                                               False)
-        self.driver._image_api = self.images
+        compute = self.useFixture(
+            lab_compute.RealDriverFixture(['quiesced_snapshot']))
+        self.driver = compute.driver
+        self.images = compute.images
+        self.work = compute.workdir
         self.context = nova_context.get_admin_context()
-        self.work = work
 
     def boot(self, **kwargs):
         guest = self.useFixture(
             lab_fixtures.LabGuestFixture('qsnap', **kwargs)).guest
-        # nova's live snapshot redefines the (transient) lab domain.
-        self.addCleanup(self._undefine, guest.name)
-        instance = objects.Instance(
-            uuid=guest.uuid, id=1, project_id='project',
-            user_id='user', kernel_id='', ramdisk_id='', os_type=None,
-            image_ref='', system_metadata={
-                'image_hw_qemu_guest_agent': 'yes',
-                'image_disk_format': 'qcow2',
-                'image_container_format': 'bare'})
-        return guest, instance
-
-    @staticmethod
-    def _undefine(name):
-        conn = lab_fixtures.shared_lab().connect()
-        with contextlib.suppress(libvirt.libvirtError):
-            conn.lookupByName(name).undefine()
+        return guest, lab_compute.lab_instance(guest)
 
     def snapshot(self, instance, image_id='image', marked=True):
         self.images.add(image_id, {qs.QUIESCE_PROPERTY: qs.QUIESCE_REQUIRED}

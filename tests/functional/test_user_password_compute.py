@@ -40,16 +40,14 @@ from nova import context as nova_context
 from nova import exception as nova_exception
 from nova import objects
 from nova import test
-from nova.virt import fake as fake_virt
 from oslo_config import cfg
-from oslo_config import fixture as config_fixture
 import testtools
 
 from nova_qga_ext import conf as qga_conf
 from nova_qga_ext import exception
 from nova_qga_ext import lab as qga_lab
+from nova_qga_ext.lab import compute as lab_compute
 from nova_qga_ext import rpc
-from nova_qga_ext.virt import driver as qga_driver
 from tests.functional import lab as lab_fixtures
 
 CONF = cfg.CONF
@@ -83,25 +81,14 @@ class UserPasswordDriverTest(_OwnGuest, testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        objects.register_all()
-        qga_conf.register_opts(CONF)
-        self.conf = self.useFixture(config_fixture.Config(CONF))
-        self.conf.config(virt_type='qemu', connection_uri='qemu:///system',
-                         group='libvirt')
         # Generous: the guest hashes with yescrypt under TCG, ~1.5 s on an
         # idle host and several times that on a busy CI machine.
-        self.conf.config(extensions=['user_password'], agent_timeout=30,
-                         group='qga_ext')
+        compute = self.useFixture(lab_compute.RealDriverFixture(
+            ['user_password'], agent_timeout=30))
+        self.driver = compute.driver
+        self.conf = compute.conf
         self.logs = self.useFixture(fixtures.FakeLogger(level=logging.DEBUG))
-        self.driver = qga_driver.LibvirtDriver(fake_virt.FakeVirtAPI(),
-                                               False)
-        self.instance = objects.Instance(
-            uuid=self.guest.uuid, id=1,
-            project_id='project', user_id='user', kernel_id='',
-            ramdisk_id='', os_type='linux', image_ref='', key_data=None,
-            system_metadata={'image_hw_qemu_guest_agent': 'yes',
-                             'image_disk_format': 'qcow2',
-                             'image_container_format': 'bare'})
+        self.instance = lab_compute.lab_instance(self.guest)
 
     def set_password(self, password, **kwargs):
         started = time.monotonic()
