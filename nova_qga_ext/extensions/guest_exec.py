@@ -382,7 +382,8 @@ class GuestExecController(controller.ActionController):
                     'commands with "wait": false and poll '
                     'guestExecStatus.') % {'timeout': entity['timeout'],
                                            'max': conf.max_timeout})
-            return entity['timeout']
+            # JSON Schema counts 30.0 as an integer too.
+            return int(entity['timeout'])
         return min(conf.default_timeout, conf.max_timeout)
 
     @staticmethod

@@ -271,6 +271,16 @@ class TestController(ControllerTestCase):
             rpc_timeout=80, command=['/bin/cat'], env=['A=1'],
             input=b64(b'data'), timeout=20, wait=True)
 
+    def test_integral_floats_sent_as_integers(self):
+        self.guest_exec(exec_body(['/bin/ls'], timeout=20.0))
+        timeout = self.call_compute.call_args.kwargs['timeout']
+        self.assertEqual((20, int), (timeout, type(timeout)))
+        self.controller.guest_exec_status(
+            self.req, self.instance.uuid,
+            body={'guestExecStatus': {'pid': 42.0}})
+        pid = self.call_compute.call_args.kwargs['pid']
+        self.assertEqual((42, int), (pid, type(pid)))
+
     def test_defaults(self):
         self.flags(default_timeout=30, max_timeout=10, group='qga_ext')
         self.guest_exec(exec_body(['/bin/ls']))
