@@ -183,7 +183,7 @@ POLICY_RULES = [
         scope_types=['project']),
 ]
 
-# No NUL, and no lone surrogate: JSON can carry one ("\\ud800") and Python
+# No NUL, and no lone surrogate: JSON can carry one ("\ud800") and Python
 # decodes it, but it has no UTF-8 form for libvirt and qemu-ga.
 _BAD = '\\x00\\ud800-\\udfff'
 _C_STRING = '^[^%s]*$' % _BAD
