@@ -220,6 +220,8 @@ class DomainXmlTest(testtools.TestCase):
         self.assertEqual([], root.findall('devices/channel'))
         self.assertEqual([], root.findall('devices/disk'))
         self.assertNotIn('qga.block', root.findtext('os/cmdline'))
+        # Booting under load must not trip the kernel's timer check.
+        self.assertIn('no_timer_check', root.findtext('os/cmdline').split())
 
 
 class TeardownTest(testtools.TestCase):
