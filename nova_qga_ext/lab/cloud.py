@@ -38,6 +38,7 @@ nova (nova's tests and ``nova_qga_ext.lab.democloud`` do).
 
 import contextlib
 import copy
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -102,6 +103,39 @@ use = egg:nova-qga-ext#qga_ext
 
 class CloudError(Exception):
     pass
+
+
+@dataclasses.dataclass(frozen=True)
+class FsckResult:
+    ok: bool
+    detail: str
+    files: tuple
+
+
+def fsck_image(path):
+    """Check the ext4 filesystem of a disk image file (any qemu format).
+
+    Converts it to raw, runs ``e2fsck -fn`` (read-only, forced) and lists
+    the root directory with debugfs.
+    """
+    if not os.path.isfile(path):
+        return FsckResult(False, 'no image file %s' % path, ())
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = os.path.join(tmp, 'image.raw')
+        subprocess.run(['qemu-img', 'convert', '-U', '-O', 'raw', path,
+                        raw], check=True, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE)
+        fsck = subprocess.run(['e2fsck', '-fn', raw], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        listing = subprocess.run(['debugfs', '-R', 'ls -p /', raw],
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, text=True)
+    # ls -p lines: /inode/mode/uid/gid/name/size/
+    files = tuple(line.split('/')[5] for line in listing.stdout.splitlines()
+                  if line.count('/') >= 6)
+    summary = fsck.stdout.strip().splitlines()
+    return FsckResult(fsck.returncode == 0, 'e2fsck exit code %d: %s' % (
+        fsck.returncode, summary[-1] if summary else ''), files)
 
 
 class _StopThread(BaseException):
@@ -240,6 +274,11 @@ class FileImageService(glance_fixture.GlanceFixture):
 
     def create(self, context, metadata, data=None):
         with self._lock:
+            if data is None:
+                # As Glance: a snapshot's image is active only once nova
+                # has uploaded its data (the fake says active at once).
+                metadata = dict(metadata, status=metadata.get('status',
+                                                              'queued'))
             image = super().create(context, metadata)
             if data is not None:
                 image['size'] = self._store(image['id'], data)
@@ -354,6 +393,9 @@ class Cloud(fixtures.Fixture):
             self._api()
             self._services()
             self._lab_images()
+        self.server_ids = []
+        # Before the services stop: nova undefines the domains itself.
+        self.addCleanup(self._delete_servers)
 
     def _configure(self):
         if self.workdir is None:
@@ -481,11 +523,18 @@ class Cloud(fixtures.Fixture):
         # in nova.virt.libvirt.host.Host.cleanup); a real nova-compute exits
         # the process anyway, but this process goes on (tests) or has to
         # exit cleanly, and futurist joins its workers at exit.
+        # Closing the connection also ends the lifecycle events that
+        # libvirtd would go on sending for every domain.
         def stop():
             raise _StopThread()
         driver = getattr(self, 'driver', None)
         if driver is not None:
-            driver._host._conn_event_handler_queue.put(stop)
+            host = driver._host
+            host._conn_event_handler_queue.put(stop)
+            conn, host._wrapped_conn = host._wrapped_conn, None
+            if conn is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.close()
 
     def _lab_images(self):
         image = self.lab.build_guest()
@@ -549,6 +598,7 @@ class Cloud(fixtures.Fixture):
         server = self.request('POST', '/servers', {'server': {
             'name': name, 'imageRef': self.image_id,
             'flavorRef': self.flavor_id, 'networks': 'none'}})['server']
+        self.server_ids.append(server['id'])
         server = self.wait_for_status(server['id'], 'ACTIVE', timeout)
         self.timings['spawn'] = time.monotonic() - started
         agent = self.driver.guest_agent(self.instance(server['id']),
@@ -586,16 +636,28 @@ class Cloud(fixtures.Fixture):
             time.sleep(0.2)
 
     def delete_server(self, server_id, timeout=120):
-        self.request('DELETE', '/servers/%s' % server_id, expect=204)
+        """Delete a server through the API and wait until it is gone."""
+        url = self.url + '/v2.1/servers/%s' % server_id
+        response = self.session.delete(url, timeout=60)
+        if response.status_code not in (204, 404):
+            raise CloudError('DELETE server %s: %d %s' % (
+                server_id, response.status_code, response.text[:2000]))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            response = self.session.get(
-                self.url + '/v2.1/servers/%s' % server_id, timeout=60)
-            if response.status_code == 404:
+            if self.session.get(url, timeout=60).status_code == 404:
+                with contextlib.suppress(ValueError):
+                    self.server_ids.remove(server_id)
                 return
             time.sleep(0.2)
         raise CloudError('server %s not deleted after %d s' % (server_id,
                                                                 timeout))
+
+    def _delete_servers(self):
+        for server_id in list(self.server_ids):
+            try:
+                self.delete_server(server_id)
+            except Exception:
+                LOG.exception('could not delete server %s', server_id)
 
     def task_state(self, server_id):
         server = self.request('GET', '/servers/%s' % server_id)['server']
@@ -653,7 +715,6 @@ class Cloud(fixtures.Fixture):
             'auth': {'endpoint': self.url + '/v2.1'},
             'compute_endpoint_override': self.url + '/v2.1',
             'image_endpoint_override': self.image_url,
-            'compute_api_version': '2.latest',
             'image_api_version': '2',
         }}}
         with open(path, 'w') as f:
