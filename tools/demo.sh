@@ -1,8 +1,20 @@
 #!/bin/bash
-# Demo: boot a real TCG guest with the real qemu-ga, set alice's password,
-# run `uname -a` in it, freeze and thaw its filesystem, print a short report
-# and tear everything down. Run as root on Debian 12; on a fresh machine it
+# The README demo: Nova 34 runs in one process on a real libvirtd (API on a
+# loopback port, conductor, scheduler, placement, compute with
+# qga_ext.LibvirtDriver on qemu:///system), boots the lab's TCG guest with
+# the real qemu-ga, and the real `openstack` CLI with this plugin's commands
+# sets alice's password, runs commands in the guest and takes a quiesced
+# snapshot; every effect is checked inside the guest. Prints a report and
+# tears everything down. Run as root on Debian 12; on a fresh machine it
 # installs what it needs first (see tools/bootstrap.sh).
+#
+#   tools/demo.sh            run, report, tear down
+#   tools/demo.sh --keep     keep the cloud running after the report (prints
+#                            the endpoint and commands to try; Ctrl-C ends it)
+#   tools/demo.sh --debug    DEBUG level in the nova log
+#
+# The lab-only walkthrough (the agent client on a bare lab guest, no Nova):
+#   .venv/bin/nova-qga-ext-lab demo
 set -euo pipefail
 
 source "$(dirname "$0")/bootstrap.sh"
@@ -10,8 +22,13 @@ source "$(dirname "$0")/bootstrap.sh"
 cleanup() {
     local rc=$?
     "$lab_cli" down >/dev/null || rc=1
+    if pgrep -f "qemu-system-x86_64.*$QGA_LAB_DIR/" >/dev/null; then
+        echo "demo teardown left QEMU processes behind" >&2
+        rc=1
+    fi
+    echo "demo wall time $(elapsed "$started") s"
     exit $rc
 }
 trap cleanup EXIT
 
-"$lab_cli" demo
+"$venv/bin/python" -m nova_qga_ext.lab.democloud "$@"
