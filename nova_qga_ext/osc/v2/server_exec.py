@@ -266,7 +266,7 @@ class ShowServerExecStatus(_GuestProcessCommand):
                 server: Any) -> dict[str, Any]:
         reply = self.app.client_manager.qga_ext.act(
             server, 'guestExecStatus', {'pid': parsed_args.pid})
-        return reply['guestExec']
+        return reply['guestExecStatus']
 
 
 def _positive_int(value: str) -> int:

@@ -219,6 +219,9 @@ class TestOpenStackShell(testtools.TestCase):
         self.assertEqual('compute 2.95', self.sent()[1])
 
     def test_exec_status(self):
+        self.action = self.http.post(
+            '%s/servers/%s/action' % (self.endpoint, fakes.SERVER_ID),
+            json={'guestExecStatus': self.exec_reply['json']['guestExec']})
         status, _out, _err = self.openstack(
             'server', 'exec', 'status', 'web1', '42')
         self.assertEqual(3, status)

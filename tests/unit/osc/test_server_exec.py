@@ -26,13 +26,13 @@ from tests.unit.osc import fakes
 BINARY = b'\x00\xff\xfe line\r\n\x80tail'
 
 
-def exec_reply(stdout=b'', stderr=b'', **fields):
+def exec_reply(stdout=b'', stderr=b'', action='guestExec', **fields):
     result = {'pid': 4242, 'exited': True, 'exitcode': 0, 'signal': None,
               'stdout': base64.b64encode(stdout).decode(),
               'stderr': base64.b64encode(stderr).decode(),
               'stdout_truncated': False, 'stderr_truncated': False}
     result.update(fields)
-    return fakes.response(200, {'guestExec': result})
+    return fakes.response(200, {action: result})
 
 
 class TestExecParser(fakes.CommandTestCase):
@@ -252,14 +252,16 @@ class TestExecStatus(fakes.CommandTestCase):
     def test_finished_process_shows_like_exec(self):
         status, out, err = self.status(
             [fakes.SERVER_ID, '4242'],
-            exec_reply(stdout=BINARY, stderr=b'2', exitcode=7))
+            exec_reply(stdout=BINARY, stderr=b'2', exitcode=7,
+                       action='guestExecStatus'))
         self.assertEqual((7, BINARY, b'2'), (status, out, err))
         self.assertEqual([{'guestExecStatus': {'pid': 4242}}],
                          self.compute.bodies)
 
     def test_running_process(self):
         status, out, err = self.status(
-            ['web1', '4242'], exec_reply(exited=False, exitcode=None))
+            ['web1', '4242'], exec_reply(exited=False, exitcode=None,
+                                         action='guestExecStatus'))
         self.assertEqual((124, b'4242\n'), (status, out))
         self.assertIn(b'still running', err)
 
