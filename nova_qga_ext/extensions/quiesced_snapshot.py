@@ -206,8 +206,11 @@ class FreezeWindow:
         # Anything but a nova exception would escape nova's cleanup before
         # it ends the block job and redefines the domain.
         except Exception as error:
-            self._fail(_('the guest agent could not freeze the '
-                         'filesystems: %s') % _describe(error))
+            # The cause, even if the watchdog gave up on the freeze
+            # meanwhile: its reason would claim a freeze that never was.
+            self.error = _quiesce_failed(_(
+                'the guest agent could not freeze the filesystems: %s') %
+                _describe(error))
             self.thaw()
             raise self.error from None
 
@@ -247,10 +250,11 @@ class FreezeWindow:
                 return
             LOG.error('Thawing the guest filesystems, frozen for longer '
                       'than %s s', self._timeout, instance=self._instance)
+            # A failed thaw records its own reason first.
+            self._thaw()
             self._fail(_('the filesystems stayed frozen longer than '
                          '[qga_ext] freeze_timeout (%s s) and were thawed by '
                          'the watchdog') % self._timeout)
-            self._thaw()
 
 
 class _Snapshot:

@@ -354,6 +354,39 @@ class WatchdogTest(QuiescedSnapshotTestCase):
         self.driver.agent.fs_thaw.assert_called_once_with()
         self.assertIn(qs.FREEZE_WINDOW_PROPERTY, self.uploaded_properties())
 
+    def test_hung_freeze_reported_as_such_not_as_watchdog_thaw(self):
+        guest_agent = mock.Mock(spec=agent.GuestAgent)
+
+        def hung_freeze():
+            # The watchdog fires while the freeze is still waited for.
+            _blocking_sleep(0.3)
+            raise agent.AgentTimeout(command='guest-fsfreeze-freeze',
+                                     timeout=2)
+        guest_agent.fs_freeze.side_effect = hung_freeze
+        guest_agent.fs_thaw.side_effect = agent.AgentTimeout(
+            command='guest-fsfreeze-thaw', timeout=2)
+        window = qs.FreezeWindow(guest_agent, timeout=0.05)
+
+        error = self.assertRaises(nova_exception.InstanceQuiesceFailed,
+                                  window.freeze)
+
+        self.assertIn('could not freeze', error.format_message())
+        self.assertIn('guest-fsfreeze-freeze', error.format_message())
+        self.assertNotIn('thawed by the watchdog', error.format_message())
+        guest_agent.fs_thaw.assert_called_once_with()
+
+    def test_failed_watchdog_thaw_not_reported_as_thawed(self):
+        guest_agent = mock.Mock(spec=agent.GuestAgent)
+        guest_agent.fs_thaw.side_effect = agent.AgentTimeout(
+            command='guest-fsfreeze-thaw', timeout=2)
+        window = qs.FreezeWindow(guest_agent, timeout=0.05)
+        window.freeze()
+        time.sleep(0.3)
+
+        self.assertIn('could not thaw', window.error.format_message())
+        self.assertNotIn('thawed by the watchdog',
+                         window.error.format_message())
+
     def test_window_thaws_once(self):
         guest_agent = mock.Mock(spec=agent.GuestAgent)
         window = qs.FreezeWindow(guest_agent, timeout=0.05)
