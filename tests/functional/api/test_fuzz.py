@@ -34,6 +34,7 @@ that both the refusals and the accepted paths run.
 
 import base64
 import binascii
+import os
 import string
 import time
 
@@ -52,8 +53,10 @@ from tests.functional.api import fake_qemu_agent
 MAX_INPUT_BYTES = 16
 MAX_TIMEOUT = 60
 
+# QGA_FUZZ_EXAMPLES: more examples for a deeper, slower search.
 FUZZ = settings(
-    max_examples=60, deadline=None, database=None, print_blob=True,
+    max_examples=int(os.environ.get('QGA_FUZZ_EXAMPLES', 60)),
+    deadline=None, database=None, print_blob=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture,
                            HealthCheck.too_slow,
                            HealthCheck.data_too_large])
@@ -151,27 +154,54 @@ def entity(required, optional):
     return st.one_of(fields, fields, fields, junk)
 
 
-def body(action, entities):
-    """Mostly ``{action: entity}``; else an extra action or no object."""
+def body(action, entities, valid):
+    """Mostly ``{action: entity}``, a third of them ``valid`` ones, so that
+    the guest is reached often; else an extra action or no object.
+    """
     wrapped = entities.map(lambda value: {action: value})
+    good = valid.map(lambda value: {action: value})
     return st.one_of(
-        wrapped, wrapped, wrapped, wrapped,
+        good, good, good, wrapped, wrapped, wrapped, wrapped,
         st.tuples(wrapped, short_word, junk).map(
             lambda t: {**t[0], t[1] or 'reboot': t[2]}),
         st.sampled_from(([], [action], action, None, 0)))
 
 
+valid_env_item = st.builds(
+    '{}={}'.format, st.text(string.ascii_uppercase, min_size=1, max_size=5),
+    short_word)
+valid_input = st.binary(max_size=MAX_INPUT_BYTES).map(
+    lambda data: base64.b64encode(data).decode())
+
 change_password_bodies = body(user_password.ACTION, entity(
     {'userName': user_name, 'adminPass': password},
-    {'crypted': st.one_of(st.booleans(), scalar_junk)}))
+    {'crypted': st.one_of(st.booleans(), scalar_junk)}),
+    st.fixed_dictionaries(
+        {'userName': st.text(string.ascii_lowercase, min_size=1,
+                             max_size=32),
+         'adminPass': st.text(string.printable.strip(), min_size=1,
+                              max_size=40)},
+        optional={'crypted': st.booleans()}))
 guest_exec_bodies = body(guest_exec.EXEC_ACTION, entity(
     {'command': command},
     {'env': env, 'input': exec_input, 'timeout': timeout,
-     'wait': st.one_of(st.booleans(), scalar_junk)}))
+     'wait': st.one_of(st.booleans(), scalar_junk)}),
+    st.fixed_dictionaries(
+        {'command': st.lists(short_word, max_size=3).map(
+            lambda args: ['/bin/true'] + args)},
+        optional={'env': st.lists(valid_env_item, max_size=3),
+                  'input': valid_input,
+                  'timeout': st.integers(1, MAX_TIMEOUT)}))
 guest_exec_status_bodies = body(guest_exec.STATUS_ACTION, entity(
-    {'pid': pid}, {}))
+    {'pid': pid}, {}), st.fixed_dictionaries(
+    {'pid': st.integers(1000, 1010)}))
 quiesced_snapshot_bodies = body(quiesced_snapshot.ACTION, entity(
-    {'name': image_name}, {'metadata': metadata}))
+    {'name': image_name}, {'metadata': metadata}),
+    st.fixed_dictionaries(
+        {'name': st.text(string.ascii_letters, min_size=1, max_size=20)},
+        optional={'metadata': st.dictionaries(
+            st.text(string.ascii_lowercase, min_size=1, max_size=8),
+            short_word, max_size=2)}))
 # Mostly a healthy agent: the accepted paths need one.
 agent_modes = st.sampled_from(('ok',) * 6 + ('hung', 'disconnected'))
 api_versions = st.sampled_from(('v2.1', 'v2.1', 'v2'))
@@ -348,6 +378,10 @@ class TestGuestExecFuzz(FuzzTestBase):
         super().setUp()
         self.flags(max_timeout=MAX_TIMEOUT, max_input_bytes=MAX_INPUT_BYTES,
                    group='qga_ext')
+        # pid 1000, whose status the valid guestExecStatus bodies ask.
+        response = self.action(self.server['id'], {'guestExec': {
+            'command': ['/bin/true'], 'wait': False}}, api=self.admin)
+        self.assertEqual({'guestExec': {'pid': 1000}}, response.body)
 
     @FUZZ
     @given(body=guest_exec_bodies, mode=agent_modes, version=api_versions)
@@ -436,7 +470,7 @@ class TestQuiescedSnapshotFuzz(FuzzTestBase):
 
     QGA_EXTENSIONS = ['quiesced_snapshot']
 
-    @settings(FUZZ, max_examples=40)
+    @settings(FUZZ, max_examples=max(1, FUZZ.max_examples * 2 // 3))
     @given(body=quiesced_snapshot_bodies, version=api_versions)
     @_examples(quiesced_snapshot.ACTION, [
         {'name': 'snap'}, {'name': ''}, {'name': ' '}, {'name': 'a\x00b'},
