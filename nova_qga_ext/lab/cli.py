@@ -76,7 +76,8 @@ def cmd_down(lab, args):
     else:
         lab.stop_libvirtd()
         state = 'stopped'
-    killed = lab.kill_stray_qemu()
+    # With a libvirtd still running, its QEMUs are its own, not strays.
+    killed = [] if libvirtd.responds() else lab.kill_stray_qemu()
     print('lab down: %d domain(s) destroyed, libvirtd %s%s' % (
         len(destroyed), state,
         ', killed stray QEMU %s' % killed if killed else ''))

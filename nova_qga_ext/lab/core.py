@@ -161,8 +161,8 @@ class Lab:
     def kill_stray_qemu(self):
         """SIGKILL QEMU processes started for this workdir's guests.
 
-        Only needed when a libvirtd died without destroying its domains;
-        returns the pids killed.
+        Only for when no libvirtd runs any more: one that died without
+        destroying its domains leaves them behind. Returns the pids killed.
         """
         killed = []
         for entry in os.listdir('/proc'):
