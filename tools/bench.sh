@@ -8,11 +8,6 @@ set -euo pipefail
 
 source "$(dirname "$0")/bootstrap.sh"
 
-cleanup() {
-    local rc=$?
-    "$lab_cli" down >/dev/null || rc=1
-    exit $rc
-}
-trap cleanup EXIT
+lab_down_on_exit bench
 
 OS_NOVA_DISABLE_EVENTLET_PATCHING=1 "$venv/bin/python" -m nova_qga_ext.lab.bench "$@"

@@ -1,14 +1,14 @@
 #!/bin/bash
-# Sourced by tools/run-tests.sh and tools/demo.sh: root check, one user of
-# the lab directory at a time, Debian packages, and the project's
-# virtualenv with the project installed non-editable.
+# Sourced by tools/run-tests.sh, tools/demo.sh and tools/bench.sh: root
+# check, one user of the lab directory at a time, Debian packages, and the
+# project's virtualenv with the project installed non-editable.
 #
 # Environment:
 #   QGA_VENV      virtualenv to create/reuse (default: <repo>/.venv)
 #   QGA_LAB_DIR   lab work directory (default: /var/tmp/nova-qga-ext-lab)
 #   PYTHON        interpreter for the virtualenv (default: python3)
 # Sets: repo, venv, logs, started, lab_cli; helpers say, elapsed,
-# fail_with_log.
+# fail_with_log, lab_down_on_exit.
 
 started=$(date +%s)
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,3 +68,20 @@ fi
 say "virtualenv ready ($(elapsed "$t") s)"
 
 lab_cli="$venv/bin/nova-qga-ext-lab"
+
+# For the tools that bring the lab up for themselves (demo, bench): on exit,
+# tear it down, fail if QEMU processes survive, and report the wall time.
+lab_down_on_exit() {
+    tool_name=$1
+    trap _lab_down EXIT
+}
+_lab_down() {
+    local rc=$?
+    "$lab_cli" down >/dev/null || rc=1
+    if pgrep -f "qemu-system-x86_64.*$QGA_LAB_DIR/" >/dev/null; then
+        echo "$tool_name teardown left QEMU processes behind" >&2
+        rc=1
+    fi
+    echo "$tool_name wall time $(elapsed "$started") s"
+    exit $rc
+}

@@ -19,16 +19,6 @@ set -euo pipefail
 
 source "$(dirname "$0")/bootstrap.sh"
 
-cleanup() {
-    local rc=$?
-    "$lab_cli" down >/dev/null || rc=1
-    if pgrep -f "qemu-system-x86_64.*$QGA_LAB_DIR/" >/dev/null; then
-        echo "demo teardown left QEMU processes behind" >&2
-        rc=1
-    fi
-    echo "demo wall time $(elapsed "$started") s"
-    exit $rc
-}
-trap cleanup EXIT
+lab_down_on_exit demo
 
 "$venv/bin/python" -m nova_qga_ext.lab.democloud "$@"
