@@ -60,15 +60,20 @@ import requests
 import webob.dec
 import webob.exc
 
-from nova.api import wsgi as nova_wsgi
 from nova.api.openstack import wsgi_app
+from nova.api import wsgi as nova_wsgi
+from nova.compute import api as compute_api
+from nova.compute import rpcapi as compute_rpcapi
 from nova import conf as nova_conf
 from nova import context as nova_context
 from nova import objects
-from nova.virt.libvirt import host as libvirt_host
+from nova.objects import base as objects_base
+from nova.scheduler.client import report
+from nova.scheduler import utils as scheduler_utils
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.fixtures import glance as glance_fixture
 from nova.tests.functional import fixtures as func_fixtures
+from nova.virt.libvirt import host as nova_host
 
 from nova_qga_ext.lab import guest as lab_guest
 
@@ -184,8 +189,9 @@ def paste_config(stock):
         header = re.match(r'\s*\[(?:composite|pipeline):(\S+)\]', line)
         if line.lstrip().startswith('['):
             section = header.group(1) if header else None
-        elif (section in _PIPELINES and re.match(r'\s*keystone\s*=', line)
-                and _AUTH in line and line.rstrip().endswith(' ' + _APP)):
+        elif (section in _PIPELINES and
+                re.match(r'\s*keystone\s*=', line) and
+                _AUTH in line and line.rstrip().endswith(' ' + _APP)):
             line = line.replace(_AUTH, 'qga_noauth').replace(
                 ' ' + _APP, ' qga_ext ' + _APP)
             changed.add(section)
@@ -397,7 +403,23 @@ class Cloud(fixtures.Fixture):
         # Before the services stop: nova undefines the domains itself.
         self.addCleanup(self._delete_servers)
 
+    @staticmethod
+    def _reset_nova_globals():
+        # Process-wide caches that an earlier cloud (or nova test case) in
+        # this process left filled, reset the way nova.test.TestCase does.
+        objects.register_all()
+        objects_base.NovaObject.indirection_api = None
+        objects.Service.clear_min_version_cache()
+        compute_api.CELLS = []
+        nova_context.reset_globals()
+        compute_rpcapi.reset_globals()
+        scheduler_utils.reset_globals()
+        report.PLACEMENTCLIENT = None
+        wsgi_app.init_global_data.reset()
+        wsgi_app.init_application.reset()
+
     def _configure(self):
+        self._reset_nova_globals()
         if self.workdir is None:
             parent = os.path.join(self.lab.workdir, 'clouds')
             os.makedirs(parent, exist_ok=True)
@@ -477,7 +499,7 @@ class Cloud(fixtures.Fixture):
         # running in parallel); nova assumes it owns the hypervisor and
         # would refuse to start ("My hypervisor has existing instances")
         # or power-sync them. Show it only the domains of this cloud.
-        real = libvirt_host.Host.list_instance_domains
+        real = nova_host.Host.list_instance_domains
         marker = CONF.instances_path + '/'
 
         def ours(dom):
@@ -490,8 +512,9 @@ class Cloud(fixtures.Fixture):
         def list_instance_domains(host, only_running=True):
             return [d for d in real(host, only_running) if ours(d)]
 
-        self.stub_out('nova.virt.libvirt.host.Host.list_instance_domains',
-                      list_instance_domains)
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.libvirt.host.Host.list_instance_domains',
+            list_instance_domains))
 
     def _services(self):
         self._own_domains_only()
@@ -519,7 +542,7 @@ class Cloud(fixtures.Fixture):
         self.addCleanup(self._destroy_leftover_domains)
 
     def _end_connection_event_thread(self):
-        # nova never ends the libvirt connection-event thread (see the TODO
+        # nova never ends the libvirt connection-event thread (see the note
         # in nova.virt.libvirt.host.Host.cleanup); a real nova-compute exits
         # the process anyway, but this process goes on (tests) or has to
         # exit cleanly, and futurist joins its workers at exit.
@@ -582,9 +605,8 @@ class Cloud(fixtures.Fixture):
             headers={'OpenStack-API-Version': 'compute %s' % microversion})
         if expect is None and response.status_code >= 400 or (
                 expect is not None and response.status_code != expect):
-            raise CloudError('%s %s: %d %s' % (method, path,
-                                                response.status_code,
-                                                response.text[:2000]))
+            raise CloudError('%s %s: %d %s' % (
+                method, path, response.status_code, response.text[:2000]))
         return response.json() if response.content else {}
 
     def boot_lab_server(self, name='lab', timeout=300):
@@ -649,8 +671,8 @@ class Cloud(fixtures.Fixture):
                     self.server_ids.remove(server_id)
                 return
             time.sleep(0.2)
-        raise CloudError('server %s not deleted after %d s' % (server_id,
-                                                                timeout))
+        raise CloudError('server %s not deleted after %d s' % (
+            server_id, timeout))
 
     def _delete_servers(self):
         for server_id in list(self.server_ids):

@@ -245,8 +245,8 @@ def main(argv=None):
                                 debug=args.debug)
         cloud.setUp()
         demo.timings.append(('nova up', cloud.timings['nova up']))
-        demo.out('  compute API on %s/v2.1, log in %s' % (cloud.url,
-                                                           log_file))
+        demo.out('  compute API on %s/v2.1, log in %s' % (
+            cloud.url, log_file))
         config, name = demo.setup_cli(cloud)
         demo.out('Booting server "%s" through Nova: kernel (aki) + '
                  'initramfs (ari) + ext4 root disk (ami), '
