@@ -237,6 +237,18 @@ class TestGuestExecSecrets(SecretsAuditTestBase):
         self.call({'guestExecStatus': {'pid': pid + 100}}, 404)
         self.agent.exec_handler = fake_qemu_agent.default_exec
 
+        # The input comes back as output, waited and by status; the result
+        # is the caller's (not audited) but must not be logged anywhere.
+        for wait, key in ((True, 'guestExec'), (False, 'guestExecStatus')):
+            body = self.exec_body(['/bin/cat'], wait=wait)
+            response = self.action(self.server['id'], body, api=self.admin)
+            if not wait:
+                response = self.action(self.server['id'], {
+                    key: response.body['guestExec']}, api=self.admin)
+            self.assertEqual(200, response.status, response.content)
+            self.assertEqual(body['guestExec']['input'],
+                             response.body[key]['stdout'])
+
         # The guest cannot run it.
         self.call(self.exec_body(['/no/such/program']), 409)
         # The guest exits non-zero: a result, not an error.
