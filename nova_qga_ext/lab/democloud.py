@@ -65,7 +65,7 @@ class Demo:
         self.checks.append((ok, what))
         self.out('   %s %s' % ('ok  ' if ok else 'FAIL', what))
 
-    def openstack(self, *argv, stdin=None, show=True):
+    def openstack(self, *argv, stdin=None, show=True, label=None):
         """Run the real openstack CLI; returns (exit code, stdout)."""
         command = [self.cli, *argv]
         shown = ' '.join(a if ' ' not in a else "'%s'" % a for a in argv)
@@ -75,7 +75,7 @@ class Demo:
         result = subprocess.run(command, input=stdin, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=self.env,
                                 text=True)
-        self.timings.append(('openstack %s' % ' '.join(argv[:3]),
+        self.timings.append(('CLI: %s' % (label or ' '.join(argv[:2])),
                              time.monotonic() - started))
         if show:
             for line in (result.stdout + result.stderr).splitlines():
@@ -101,14 +101,16 @@ class Demo:
         password = secrets.token_urlsafe(12)
         rc, _ = self.openstack('server', 'user', 'password', 'set', SERVER,
                                'alice', '--password-stdin',
-                               stdin=password + '\n')
+                               stdin=password + '\n',
+                               label='set alice\'s password')
         self.check(rc == 0, 'password set (exit code %d)' % rc)
         self.out('$ openstack server exec %s -- /bin/sh -c "grep ^alice: '
                  '/etc/shadow | cut -d: -f2"   (output kept off screen)'
                  % SERVER)
         rc, out = self.openstack(
             'server', 'exec', SERVER, '--', '/bin/sh', '-c',
-            'grep ^alice: /etc/shadow | cut -d: -f2', show=False)
+            'grep ^alice: /etc/shadow | cut -d: -f2', show=False,
+            label='exec: read alice\'s hash')
         alice_after = out.strip()
         self.check(rc == 0 and alice_after != alice_before,
                    'alice\'s shadow hash changed (%s... -> %s...)' % (
@@ -120,19 +122,21 @@ class Demo:
 
         self.out('\n2. Run a command in the guest')
         rc, out = self.openstack('server', 'exec', SERVER, '--', 'uname',
-                                 '-a')
+                                 '-a', label='exec: uname -a')
         self.out('  exit code: %d' % rc)
         self.check(rc == 0 and out.startswith('Linux qgalab'),
                    'uname -a ran in the guest, exit code %d' % rc)
         rc, _ = self.openstack('server', 'exec', SERVER, '--', '/bin/sh',
-                               '-c', 'echo to stderr >&2; exit 3')
+                               '-c', 'echo to stderr >&2; exit 3',
+                               label='exec: exit 3')
         self.out('  exit code: %d' % rc)
         self.check(rc == 3, 'the guest command\'s exit code comes back')
 
         self.out('\n3. Quiesced snapshot')
         guest.check_shell('echo before-snapshot > /data/marker; sync')
         rc, out = self.openstack('server', 'snapshot', 'create', SERVER,
-                                 '--name', SNAPSHOT, '--wait')
+                                 '--name', SNAPSHOT, '--wait',
+                                 label='quiesced snapshot --wait')
         fields = _table(out)
         window = fields.get('freeze_window_ms')
         self.check(rc == 0 and fields.get('status') == 'active',
@@ -142,6 +146,14 @@ class Demo:
         fsck = lab_cloud.fsck_image(cloud.images.path(fields.get('id', '')))
         self.check(fsck.ok, 'the image passes e2fsck -fn (%s)' % fsck.detail)
         self.check('marker' in fsck.files, 'and holds /data/marker')
+
+        self.out('\n4. What Nova recorded')
+        rc, out = self.openstack('server', 'event', 'list', SERVER, '-c',
+                                 'Action', '-c', 'Request ID',
+                                 label='server event list')
+        self.check(rc == 0 and all(a in out for a in (
+            'changePassword', 'guestExec', 'quiescedSnapshot')),
+            'the actions are in the server\'s instance actions')
         return {'freeze_window_ms': window}
 
     def report(self, versions, extra):
@@ -259,7 +271,8 @@ def main(argv=None):
         demo.out('  server %s is ACTIVE, domain %s, qemu-ga answers' % (
             server['id'], cloud.domain(server['id']).name()))
         demo.openstack('server', 'show', SERVER, '-c', 'id', '-c', 'status',
-                       '-c', 'OS-EXT-SRV-ATTR:instance_name', '-c', 'image')
+                       '-c', 'OS-EXT-SRV-ATTR:instance_name', '-c', 'image',
+                       label='server show')
         extra = demo.run(lab, cloud, server)
         ok = demo.report(lab.versions(), extra)
         if args.keep:
