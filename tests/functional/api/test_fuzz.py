@@ -37,6 +37,7 @@ import binascii
 import os
 import string
 import time
+import unicodedata
 
 from hypothesis import example
 from hypothesis import given
@@ -108,10 +109,12 @@ command = st.one_of(
         lambda args: program.map(lambda p: [p] + args)),
     st.just([]), st.just(['/bin/x'] * (guest_exec.MAX_ARGS + 1)),
     st.lists(scalar_junk, min_size=1, max_size=3), junk)
+valid_env_item = st.builds(
+    '{}={}'.format, st.text(string.ascii_uppercase, min_size=1, max_size=5),
+    short_word)
 env_item = st.one_of(
-    st.builds('{}={}'.format, st.text(string.ascii_uppercase, min_size=1,
-                                      max_size=5), short_word),
-    with_hard_character, st.just('=x'), st.just('NOVALUE'), scalar_junk)
+    valid_env_item, with_hard_character, st.just('=x'), st.just('NOVALUE'),
+    scalar_junk)
 env = st.one_of(st.lists(env_item, max_size=3), junk)
 exec_input = st.one_of(
     st.binary(max_size=MAX_INPUT_BYTES + 4).map(
@@ -167,9 +170,6 @@ def body(action, entities, valid):
         st.sampled_from(([], [action], action, None, 0)))
 
 
-valid_env_item = st.builds(
-    '{}={}'.format, st.text(string.ascii_uppercase, min_size=1, max_size=5),
-    short_word)
 valid_input = st.binary(max_size=MAX_INPUT_BYTES).map(
     lambda data: base64.b64encode(data).decode())
 
@@ -210,7 +210,7 @@ api_versions = st.sampled_from(('v2.1', 'v2.1', 'v2'))
 
 
 def _is_control(character):
-    return user_password._is_control(character)
+    return unicodedata.category(character) == 'Cc'
 
 
 def _c_string(value):
