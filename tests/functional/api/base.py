@@ -40,6 +40,9 @@ Helpers:
     Start a compute service, with ``qga_ext.LibvirtDriver`` or, with
     ``plugin=False``, nova's plain ``libvirt.LibvirtDriver``. Returns the
     compute service (also in ``self.computes[hostname]``).
+``self.stub_live_snapshot()``
+    Let nova's live snapshot run on fakelibvirt (a transient domain, no
+    disk files behind it).
 ``self.create_active_server(host=None, agent=True, api=None, **kwargs)``
     Boot a server from an image with ``hw_qemu_guest_agent=yes`` (``agent=
     False``: without it, so the domain has no agent channel) and wait for
@@ -93,6 +96,7 @@ from nova import conf as nova_conf
 from nova import context as nova_context
 from nova import objects
 from nova import policy as nova_policy
+from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.api import client
 from nova.tests.functional.libvirt import base as libvirt_base
 from oslo_utils import uuidutils
@@ -245,6 +249,23 @@ class QgaExtAPITestBase(libvirt_base.ServersTestBase):
                    else 'libvirt.LibvirtDriver')
         self.start_compute(hostname)
         return self.computes[hostname]
+
+    def stub_live_snapshot(self):
+        """Let nova's live snapshot run on fakelibvirt.
+
+        fakelibvirt's undefine() removes even a running domain, where real
+        libvirt keeps it transient, which nova's live snapshot relies on;
+        and the fake domains have no disk files for qemu-img and privsep.
+        """
+        self.useFixture(fixtures.MockPatchObject(
+            fakelibvirt.Domain, 'isPersistent', return_value=False))
+        for name, value in (('get_disk_size', 1 << 30),
+                            ('get_disk_backing_file', None),
+                            ('create_image', None),
+                            ('extract_snapshot', None)):
+            self.useFixture(fixtures.MockPatch(
+                'nova.virt.libvirt.utils.' + name, return_value=value))
+        self.useFixture(fixtures.MockPatch('nova.privsep.path.chown'))
 
     def create_active_server(self, host=None, agent=True, api=None,
                              **kwargs):

@@ -21,7 +21,6 @@ qemu-ga counting freezes and thaws.
 import copy
 from unittest import mock
 
-import fixtures
 from nova import exception as nova_exception
 from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_utils import uuidutils
@@ -39,18 +38,7 @@ class QuiescedSnapshotAPITest(base.QgaExtAPITestBase):
 
     def setUp(self):
         super().setUp()
-        # fakelibvirt's undefine() removes even a running domain; real
-        # libvirt keeps it transient, which nova's live snapshot relies on.
-        self.useFixture(fixtures.MockPatchObject(
-            fakelibvirt.Domain, 'isPersistent', return_value=False))
-        # The fake domains have no disk files for qemu-img and privsep.
-        for name, value in (('get_disk_size', 1 << 30),
-                            ('get_disk_backing_file', None),
-                            ('create_image', None),
-                            ('extract_snapshot', None)):
-            self.useFixture(fixtures.MockPatch(
-                'nova.virt.libvirt.utils.' + name, return_value=value))
-        self.useFixture(fixtures.MockPatch('nova.privsep.path.chown'))
+        self.stub_live_snapshot()
         self.server = self.create_active_server()
 
     def snapshot(self, body=None, **kwargs):

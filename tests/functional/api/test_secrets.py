@@ -36,11 +36,9 @@ import base64
 import secrets
 import time
 
-import fixtures
 from nova import context as nova_context
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
-from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_serialization import jsonutils
 
 from tests.functional.api import base
@@ -296,17 +294,7 @@ class TestQuiescedSnapshotSecrets(SecretsAuditTestBase):
 
     def setUp(self):
         super().setUp()
-        # As test_quiesced_snapshot: a transient domain during the live
-        # snapshot, and no disk files behind the fake domain.
-        self.useFixture(fixtures.MockPatchObject(
-            fakelibvirt.Domain, 'isPersistent', return_value=False))
-        for name, value in (('get_disk_size', 1 << 30),
-                            ('get_disk_backing_file', None),
-                            ('create_image', None),
-                            ('extract_snapshot', None)):
-            self.useFixture(fixtures.MockPatch(
-                'nova.virt.libvirt.utils.' + name, return_value=value))
-        self.useFixture(fixtures.MockPatch('nova.privsep.path.chown'))
+        self.stub_live_snapshot()
 
     def send_secrets(self):
         self.call({'changePassword': {'adminPass': self.secret('pw'),
