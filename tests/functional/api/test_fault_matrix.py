@@ -24,6 +24,7 @@ tests/functional/test_fault_matrix.py, on the real lab.
 
 import base64
 import collections
+import sys
 import threading
 import time
 
@@ -177,7 +178,8 @@ class TestConcurrentCalls(FaultMatrixAPITestBase):
             for index, response in responses.items())
         print('fault matrix: %d concurrent calls in %.1f s: %s; at most %d '
               'agent command(s) at once' % (
-                  self.CALLS, elapsed, dict(statuses), most[0]))
+                  self.CALLS, elapsed, dict(statuses), most[0]),
+              file=sys.stderr)
         # Never a 500: accepted, or refused while a password change runs.
         self.assertLessEqual(
             {status for _, status in statuses}, {200, 202, 409})
