@@ -344,6 +344,34 @@ class FaultMatrixTest(testtools.TestCase):
         self.assert_thawed(guest)
         self.assertEqual({}, guest.domain.blockJobInfo('vda', 0))
 
+    def test_hung_agent_while_frozen(self):
+        guest, instance = self.cell('hung')
+        self.addCleanup(_undefine, guest.uuid)
+
+        def hang_while_frozen():
+            # qemu-ga refuses guest-exec while frozen: the control port.
+            guest.control('kill -STOP $(pidof qemu-ga)')
+            self.addCleanup(guest.resume_agent)
+        # Stuck past the watchdog's thaw, which waits out the timeout.
+        stuck = FREEZE_TIMEOUT + AGENT_TIMEOUT + MARGIN
+        with mock.patch.object(libvirt_guest.BlockDevice, 'abort_job',
+                               _stuck_while_frozen(stuck, hang_while_frozen)):
+            error = self.assertRaises(
+                nova_exception.InstanceQuiesceFailed, self.snapshot,
+                instance, 'frozen-hung')
+        _report('qemu-ga stopped while frozen: %s' % error.format_message())
+        self.assertIn('could not thaw', error.format_message())
+        self.assertIn('guest-fsfreeze-thaw', error.format_message())
+        self.assertFalse(os.path.exists(
+            self.fixture.images.path('frozen-hung')))
+
+        resumed = time.monotonic()
+        guest.resume_agent()
+        # The thaw libvirt had sent runs as soon as qemu-ga resumes.
+        self.assert_thawed(guest)
+        _report('thawed %.2f s after SIGCONT' % (time.monotonic() - resumed))
+        self.assertEqual({}, guest.domain.blockJobInfo('vda', 0))
+
     # -- guest powered off ---------------------------------------------------
 
     def test_guest_powered_off_during_exec(self):
