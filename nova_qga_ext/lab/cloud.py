@@ -420,6 +420,10 @@ class Cloud(fixtures.Fixture):
 
     def _configure(self):
         self._reset_nova_globals()
+        # nova's executors are process-wide; this shuts down ours at the
+        # end (and lets later nova test cases in this process start clean).
+        self.useFixture(nova_fixtures.IsolatedExecutorFixture(
+            'nova-qga-ext-cloud'))
         if self.workdir is None:
             parent = os.path.join(self.lab.workdir, 'clouds')
             os.makedirs(parent, exist_ok=True)
