@@ -64,6 +64,7 @@ from nova.compute import task_states
 from nova import exception as nova_exception
 from nova.policies import admin_password as nova_admin_password_policies
 from nova.policies import base as nova_policies
+from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_policy import policy
 from oslo_utils import excutils
@@ -276,7 +277,13 @@ class UserPasswordController(controller.ActionController):
         try:
             self.compute_api._record_action_start(
                 context, instance, instance_actions.CHANGE_PASSWORD)
+            # The guest may take the agent timeout on top of nova's usual
+            # RPC budget (yescrypt hashing, a lock held by another agent
+            # operation); only past both is the compute node given up on.
             self.call_compute(context, instance, 'set_admin_password',
+                              rpc_timeout=(self.extension.conf.qga_ext
+                                           .agent_timeout +
+                                           cfg.CONF.rpc_response_timeout),
                               new_pass=password, user_name=user_name,
                               crypted=crypted)
         except Exception:

@@ -34,6 +34,7 @@ from oslo_config import cfg
 from oslo_config import fixture as config_fixture
 
 from nova_qga_ext import conf as qga_conf
+from nova_qga_ext.extensions import manager
 from nova_qga_ext.virt import driver as qga_driver
 
 CONF = cfg.CONF
@@ -100,7 +101,10 @@ class RealDriverFixture(fixtures.Fixture):
 
     def _setUp(self):
         objects.register_all()
+        # Every extension's options, so that a test may set those of any.
         qga_conf.register_opts(CONF)
+        for extension_class in manager.installed().values():
+            qga_conf.register_opts(CONF, extension_class.CONFIG_OPTS)
         self.workdir = self.useFixture(fixtures.TempDir()).path
         self.conf = conf = self.useFixture(config_fixture.Config(CONF))
         conf.config(virt_type='qemu', connection_uri='qemu:///system',

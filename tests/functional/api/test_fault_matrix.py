@@ -31,6 +31,7 @@ import time
 from tests.functional.api import base
 
 RPC_TIMEOUT = 1
+AGENT_TIMEOUT = 1
 # How long the slow compute node's agent takes; past the RPC timeout.
 SLOW_AGENT = 2.5
 
@@ -67,6 +68,9 @@ class TestRPCTimeout(FaultMatrixAPITestBase):
     def setUp(self):
         super().setUp()
         self.flags(rpc_response_timeout=RPC_TIMEOUT)
+        # changePassword waits for the agent timeout on top of nova's RPC
+        # timeout: both together must still be shorter than the slow guest.
+        self.flags(agent_timeout=AGENT_TIMEOUT, group='qga_ext')
         self.slow = []
         original = self.agent.run
 
@@ -77,12 +81,12 @@ class TestRPCTimeout(FaultMatrixAPITestBase):
             return original(domain, command, arguments)
         self.agent.run = slow_run
 
-    def assertGatewayTimeout(self, response, started):
+    def assertGatewayTimeout(self, response, started, rpc_timeout):
         elapsed = time.monotonic() - started
         self.assertEqual(504, response.status, response.body)
         message = next(iter(response.body.values()))['message']
         self.assertIn('compute1', message)
-        self.assertIn('within %d seconds' % RPC_TIMEOUT, message)
+        self.assertIn('within %d seconds' % rpc_timeout, message)
         # Bounded by the RPC timeout, not by the slow guest.
         self.assertLess(elapsed, SLOW_AGENT)
 
@@ -90,7 +94,8 @@ class TestRPCTimeout(FaultMatrixAPITestBase):
         started = time.monotonic()
         response = self.action(self.server['id'],
                                change_password('Late-pw-1'))
-        self.assertGatewayTimeout(response, started)
+        self.assertGatewayTimeout(response, started,
+                                  AGENT_TIMEOUT + RPC_TIMEOUT)
         self.assertIsNone(self.server_task_state(self.server))
 
         # The compute node finishes on its own: the password takes effect
@@ -115,7 +120,7 @@ class TestRPCTimeout(FaultMatrixAPITestBase):
         response = self.action(self.server['id'],
                                guest_exec('/bin/echo', 'late', wait=False),
                                api=self.admin)
-        self.assertGatewayTimeout(response, started)
+        self.assertGatewayTimeout(response, started, RPC_TIMEOUT)
         self.assertIsNone(self.server_task_state(self.server))
         # Started in the guest all the same.
         self.wait_for(lambda: self.agent.processes)
