@@ -22,7 +22,10 @@ plugin.
 """
 
 import base64
+import os
 import secrets
+import subprocess
+import sys
 import time
 
 import testtools
@@ -144,6 +147,49 @@ class EndToEndTest(testtools.TestCase):
         self.assertTrue(fsck.ok, fsck.detail)
         self.assertIn('e2e-marker', fsck.files)
         self.assertIn('load.0', fsck.files)
+
+    def openstack(self, *argv, stdin=b''):
+        """The real ``openstack`` entry point of this virtualenv."""
+        config = os.path.join(self.cloud.workdir, 'clouds.yaml')
+        env = dict(os.environ, OS_CLIENT_CONFIG_FILE=config,
+                   OS_CLOUD=self.cloud.clouds_yaml(config))
+        return subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), 'openstack'),
+             *argv], input=stdin, capture_output=True, env=env, timeout=120)
+
+    def test_cli_exec_status_password_and_errors(self):
+        server = self.server['id']
+
+        done = self.openstack('server', 'exec', server, '--', '/bin/sh',
+                              '-c', 'printf "\\377out"; printf err >&2; '
+                              'exit 5')
+        self.assertEqual((5, b'\xffout', b'err'),
+                         (done.returncode, done.stdout, done.stderr))
+
+        started = self.openstack('server', 'exec', server, '--no-wait',
+                                 '--', '/bin/echo', 'later')
+        self.assertEqual(0, started.returncode, started.stderr)
+        pid = started.stdout.decode().strip()
+        status = self.openstack('server', 'exec', 'status', server, pid)
+        self.assertEqual((0, b'later\n'),
+                         (status.returncode, status.stdout))
+
+        password = secrets.token_urlsafe(12)
+        changed = self.openstack('server', 'user', 'password', 'set',
+                                 server, 'alice', '--password-stdin',
+                                 stdin=password.encode() + b'\n')
+        self.assertEqual(0, changed.returncode, changed.stderr)
+        self.wait_for_idle()
+        self.assertTrue(lab_guest.password_matches(
+            password, self.guest.read_shadow_hash('alice')))
+
+        refused = self.openstack('server', 'user', 'password', 'set',
+                                 server, 'no:body', '--password-stdin',
+                                 stdin=b'pw\n')
+        self.assertNotEqual(0, refused.returncode)
+        message = refused.stderr.decode().strip().splitlines()
+        self.assertEqual(1, len(message), refused.stderr)
+        self.assertIn('HTTP 400', message[0])
 
     def _wait_for_image(self, image_id, timeout=120):
         ctxt = self.cloud.admin_context()
