@@ -252,6 +252,8 @@ def main(argv=None):
     parser.add_argument('--iterations', type=int, default=5)
     parser.add_argument('--disk-sizes', default='32,1024,4096',
                         help='data disk sizes in MiB for the freeze window')
+    parser.add_argument('--guests', type=int, default=4,
+                        help='guests for the concurrency measurement')
     parser.add_argument('--execs-per-guest', type=int, default=25)
     parser.add_argument('--output', default='bench-results/latest.json')
     args = parser.parse_args(argv)
@@ -272,15 +274,15 @@ def main(argv=None):
         fixture.setUp()
         stack.callback(fixture.cleanUp)
         guests = lab.boot_many(
-            [dict(name='bench%d' % i) for i in range(4)] +
+            [dict(name='bench%d' % i) for i in range(args.guests)] +
             [dict(name='bench-disk%d' % size, data_disk_mb=size)
              for size in sizes])
         bench = Bench(lab, fixture, args.iterations)
-        for guest, size in zip(guests[4:], sizes):
+        for guest, size in zip(guests[args.guests:], sizes):
             bench.freeze_window(guest, size)
         bench.guest_exec(guests[0])
         bench.password(guests[0])
-        bench.concurrency(guests[:4], args.execs_per_guest)
+        bench.concurrency(guests[:args.guests], args.execs_per_guest)
     os.makedirs(os.path.dirname(args.output) or '.', exist_ok=True)
     with open(args.output, 'w') as f:
         json.dump({'machine': machine, 'results': bench.results}, f,
