@@ -20,7 +20,6 @@ the extensions applied, and only the image service kept local. The
 functional tests and the benchmarks drive the compute side through it.
 """
 
-import contextlib
 import copy
 import os
 import shutil
@@ -38,6 +37,9 @@ from nova_qga_ext.extensions import manager
 from nova_qga_ext.virt import driver as qga_driver
 
 CONF = cfg.CONF
+
+#: The compute host the endpoints believe they run on.
+HOST = 'lab'
 
 # What nova keeps of an image with the guest agent enabled.
 _IMAGE_SYSTEM_METADATA = {'image_hw_qemu_guest_agent': 'yes',
@@ -91,7 +93,8 @@ class RealDriverFixture(fixtures.Fixture):
 
     ``driver.virtapi._compute`` stands in for the compute manager that
     serves the endpoints (its ``host`` is all the endpoints read), and
-    instance-action events are not recorded: there is no database.
+    instance-action events are not recorded, there is no database: the
+    ``EventReporter`` calls are kept in ``events``, a mock.
     """
 
     def __init__(self, extensions, **qga_ext_options):
@@ -100,6 +103,10 @@ class RealDriverFixture(fixtures.Fixture):
         self.qga_ext_options = qga_ext_options
 
     def _setUp(self):
+        # nova's executors are process-wide; the driver's go at cleanup, so
+        # that later nova test cases in this process start clean.
+        self.useFixture(nova_fixtures.IsolatedExecutorFixture(
+            'nova-qga-ext-lab-compute'))
         objects.register_all()
         # Every extension's options, so that a test may set those of any.
         qga_conf.register_opts(CONF)
@@ -117,11 +124,10 @@ class RealDriverFixture(fixtures.Fixture):
                     **self.qga_ext_options)
         # nova's privileged helpers (chown of the snapshot) run in-process.
         self.useFixture(nova_fixtures.PrivsepFixture())
-        self.useFixture(fixtures.MockPatch(
-            'nova.compute.utils.EventReporter',
-            return_value=contextlib.nullcontext()))
+        self.events = self.useFixture(fixtures.MockPatch(
+            'nova.compute.utils.EventReporter')).mock
         virtapi = fake_virt.FakeVirtAPI()
-        virtapi._compute = mock.Mock(host='lab', additional_endpoints=[])
+        virtapi._compute = mock.Mock(host=HOST, additional_endpoints=[])
         self.driver = qga_driver.LibvirtDriver(virtapi, False)
         self.images = LocalImageService(self.workdir)
         self.driver._image_api = self.images

@@ -25,21 +25,18 @@ import logging
 import sys
 import threading
 import time
-from unittest import mock
 
 import fixtures
 from nova import context as nova_context
 from nova import exception as nova_exception
 from nova import objects
-from nova.virt import fake as fake_virt
 from oslo_config import cfg
 from oslo_config import fixture as config_fixture
 import testtools
 
-from nova_qga_ext import conf as qga_conf
 from nova_qga_ext import exception
 from nova_qga_ext.extensions import guest_exec
-from nova_qga_ext.virt import driver as qga_driver
+from nova_qga_ext.lab import compute as lab_compute
 from tests.functional import lab as lab_fixtures
 
 CONF = cfg.CONF
@@ -64,27 +61,17 @@ class GuestExecComputeTest(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        objects.register_all()
-        qga_conf.register_opts(CONF)
-        conf = self.useFixture(config_fixture.Config(CONF))
-        conf.config(virt_type='qemu', connection_uri='qemu:///system',
-                    group='libvirt')
-        conf.config(extensions=['guest_exec'], group='qga_ext')
-        # No database: the instance action events are asserted as calls.
-        self.events = self.useFixture(fixtures.MockPatch(
-            'nova.compute.utils.EventReporter')).mock
-        virtapi = fake_virt.FakeVirtAPI()
-        virtapi._compute = mock.Mock(host='lab-host',
-                                     additional_endpoints=[])
-        self.driver = qga_driver.LibvirtDriver(virtapi, False)
-        (self.endpoint,) = [
-            e for e in virtapi._compute.additional_endpoints
-            if isinstance(e, guest_exec.GuestExecEndpoint)]
+        compute = self.useFixture(lab_compute.RealDriverFixture(
+            ['guest_exec']))
+        self.driver = compute.driver
+        self.events = compute.events
+        (self.endpoint,) = [e for e in compute.endpoints
+                            if isinstance(e, guest_exec.GuestExecEndpoint)]
         self.context = nova_context.get_admin_context()
 
     def instance_of(self, guest):
         return objects.Instance(uuid=guest.uuid, id=1, project_id='project',
-                                user_id='user', host='lab-host')
+                                user_id='user', host=lab_compute.HOST)
 
     def shared(self):
         guest = lab_fixtures.shared_guest()
@@ -123,7 +110,7 @@ class TestResults(GuestExecComputeTest):
             result['stderr'], result['stdout_truncated'],
             result['stderr_truncated']))
         self.events.assert_called_once_with(
-            self.context, guest_exec.EVENT, 'lab-host', instance.uuid)
+            self.context, guest_exec.EVENT, lab_compute.HOST, instance.uuid)
 
     def test_stdout_stderr_and_exit_code(self):
         _guest, instance = self.shared()
