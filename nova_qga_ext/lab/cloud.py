@@ -75,6 +75,7 @@ from nova.tests.fixtures import glance as glance_fixture
 from nova.tests.functional import fixtures as func_fixtures
 from nova.virt.libvirt import host as nova_host
 
+from nova_qga_ext.lab import compute as lab_compute
 from nova_qga_ext.lab import guest as lab_guest
 
 LOG = logging.getLogger(__name__)
@@ -141,10 +142,6 @@ def fsck_image(path):
     summary = fsck.stdout.strip().splitlines()
     return FsckResult(fsck.returncode == 0, 'e2fsck exit code %d: %s' % (
         fsck.returncode, summary[-1] if summary else ''), files)
-
-
-class _StopThread(BaseException):
-    """Ends a loop that only catches Exception."""
 
 
 # The API pipeline
@@ -546,22 +543,9 @@ class Cloud(fixtures.Fixture):
         self.addCleanup(self._destroy_leftover_domains)
 
     def _end_connection_event_thread(self):
-        # nova never ends the libvirt connection-event thread (see the note
-        # in nova.virt.libvirt.host.Host.cleanup); a real nova-compute exits
-        # the process anyway, but this process goes on (tests) or has to
-        # exit cleanly, and futurist joins its workers at exit.
-        # Closing the connection also ends the lifecycle events that
-        # libvirtd would go on sending for every domain.
-        def stop():
-            raise _StopThread()
         driver = getattr(self, 'driver', None)
         if driver is not None:
-            host = driver._host
-            host._conn_event_handler_queue.put(stop)
-            conn, host._wrapped_conn = host._wrapped_conn, None
-            if conn is not None:
-                with contextlib.suppress(libvirt.libvirtError):
-                    conn.close()
+            lab_compute.end_connection_event_thread(driver)
 
     def _lab_images(self):
         image = self.lab.build_guest()

@@ -20,12 +20,14 @@ the extensions applied, and only the image service kept local. The
 functional tests and the benchmarks drive the compute side through it.
 """
 
+import contextlib
 import copy
 import os
 import shutil
 from unittest import mock
 
 import fixtures
+import libvirt
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
 from nova.virt import fake as fake_virt
@@ -45,6 +47,29 @@ HOST = 'lab'
 _IMAGE_SYSTEM_METADATA = {'image_hw_qemu_guest_agent': 'yes',
                           'image_disk_format': 'qcow2',
                           'image_container_format': 'bare'}
+
+
+class _StopThread(BaseException):
+    """Ends a loop that only catches Exception."""
+
+
+def end_connection_event_thread(driver):
+    """End the libvirt connection-event thread of a driver's host.
+
+    nova never ends it (see the note in
+    nova.virt.libvirt.host.Host.cleanup); a real nova-compute exits the
+    process anyway, but a test process goes on, and futurist joins its
+    workers at exit. Closing the connection also ends the lifecycle events
+    that libvirtd would go on sending for every domain.
+    """
+    def stop():
+        raise _StopThread()
+    host = driver._host
+    host._conn_event_handler_queue.put(stop)
+    conn, host._wrapped_conn = host._wrapped_conn, None
+    if conn is not None:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
 
 
 class LocalImageService:
@@ -129,6 +154,7 @@ class RealDriverFixture(fixtures.Fixture):
         virtapi = fake_virt.FakeVirtAPI()
         virtapi._compute = mock.Mock(host=HOST, additional_endpoints=[])
         self.driver = qga_driver.LibvirtDriver(virtapi, False)
+        self.addCleanup(end_connection_event_thread, self.driver)
         self.images = LocalImageService(self.workdir)
         self.driver._image_api = self.images
         self.endpoints = virtapi._compute.additional_endpoints
