@@ -48,6 +48,11 @@ def unique_name(prefix):
     return '%s-%d-%s' % (prefix, os.getpid(), uuid.uuid4().hex[:6])
 
 
+def booted_here(name):
+    """Whether a domain named by unique_name() belongs to this process."""
+    return '-%d-' % os.getpid() in name
+
+
 def shared_guest():
     """One process-wide guest for tests that leave it as they found it.
 
