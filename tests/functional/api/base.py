@@ -75,8 +75,9 @@ project_id_in_url=False)``
     Start capturing every log record at DEBUG level; returns an object
     whose ``.output`` is the text logged since.
 ``self.paste_config``
-    Path of the generated api-paste.ini; ``stock_paste_config()`` returns
-    nova's own, unmodified one.
+    Path of the generated api-paste.ini;
+    ``nova_qga_ext.lab.cloud.stock_paste_config()`` returns nova's own,
+    unmodified one.
 ``self.load_wsgi_app(paste_config)``
     The ``osapi_compute`` WSGI app of a paste config, to call directly with
     ``webob.Request.blank(...).get_response(app)``.
@@ -84,7 +85,6 @@ project_id_in_url=False)``
     The ``FakeQemuAgentFixture``.
 """
 
-import importlib.metadata
 import io
 import logging
 import os
@@ -103,6 +103,7 @@ from oslo_utils import uuidutils
 
 from nova_qga_ext import conf as qga_conf
 from nova_qga_ext.extensions import manager
+from nova_qga_ext.lab import cloud as lab_cloud
 from tests.functional.api import fake_qemu_agent
 
 CONF = nova_conf.CONF
@@ -117,15 +118,6 @@ _ROLES = {
     'member': ['reader', 'member'],
     'reader': ['reader'],
 }
-
-
-def stock_paste_config():
-    """Path of the api-paste.ini that the nova wheel installs."""
-    dist = importlib.metadata.distribution('nova')
-    for path in dist.files or ():
-        if str(path).replace('\\', '/').endswith('etc/nova/api-paste.ini'):
-            return str(dist.locate_file(path))
-    raise RuntimeError('The nova distribution has no etc/nova/api-paste.ini')
 
 
 def paste_config_with_filter(stock):
@@ -196,7 +188,7 @@ class QgaExtAPITestBase(libvirt_base.ServersTestBase):
         self._configure_extensions()
         self.paste_config = os.path.join(
             self.useFixture(fixtures.TempDir()).path, 'api-paste.ini')
-        with open(stock_paste_config()) as stock:
+        with open(lab_cloud.stock_paste_config()) as stock:
             text = paste_config_with_filter(stock.read())
         with open(self.paste_config, 'w') as config:
             config.write(text)

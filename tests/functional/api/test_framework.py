@@ -30,6 +30,7 @@ import webob
 from nova_qga_ext.api import controller
 from nova_qga_ext.extensions import base as extension_base
 from nova_qga_ext.extensions import manager
+from nova_qga_ext.lab import cloud as lab_cloud
 from nova_qga_ext import policies
 from nova_qga_ext import rpc
 from nova_qga_ext.virt import driver as virt_driver
@@ -166,7 +167,7 @@ class TestPipelines(FrameworkTestBase):
 
     def test_unclaimed_requests_answered_as_without_filter(self):
         with_filter = self.load_wsgi_app(self.paste_config)
-        without = self.load_wsgi_app(base.stock_paste_config())
+        without = self.load_wsgi_app(lab_cloud.stock_paste_config())
         for request in self._requests():
             request.content_type = 'application/json'
             request.headers.update({
@@ -196,7 +197,7 @@ class TestPipelines(FrameworkTestBase):
                      'X-Auth-Project-Id': self.api.project_id,
                      'X-Roles': 'reader,member,admin'})
         response = request.get_response(
-            self.load_wsgi_app(base.stock_paste_config()))
+            self.load_wsgi_app(lab_cloud.stock_paste_config()))
         self.assertEqual(400, response.status_int)
         self.assertIn(b'There is no such action: qgaExtProbe', response.body)
 
