@@ -33,7 +33,7 @@ from tests.functional.api import base
 RPC_TIMEOUT = 1
 AGENT_TIMEOUT = 1
 # How long the slow compute node's agent takes; past the RPC timeout.
-SLOW_AGENT = 2.5
+SLOW_AGENT = 4
 
 
 def change_password(password, user_name='alice'):
