@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from nova_qga_ext.i18n import _
 
@@ -43,3 +44,9 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         action='store_true',
         help=_('Look the server name up in all projects (admin only)'),
     )
+
+
+def find_server(actions: Any, parsed_args: argparse.Namespace) -> Any:
+    """The server named by the arguments of :func:`add_server_arguments`."""
+    return actions.find_server(parsed_args.server,
+                               all_projects=parsed_args.all_projects)

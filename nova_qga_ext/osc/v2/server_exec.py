@@ -127,8 +127,7 @@ class _GuestProcessCommand(command.ShowOne):
             self, parsed_args: argparse.Namespace
     ) -> tuple[Sequence[str], Sequence[Any]]:
         actions = self.app.client_manager.qga_ext
-        server = actions.find_server(
-            parsed_args.server, all_projects=parsed_args.all_projects)
+        server = common.find_server(actions, parsed_args)
         result = {'server': server.id, **self.request(parsed_args, server)}
         names = [name for name in _RESULT_COLUMNS if name in result]
         values = [GuestOutput(base64.b64decode(result[name]))

@@ -65,8 +65,7 @@ class SetServerUserPassword(command.Command):
     def take_action(self, parsed_args: argparse.Namespace) -> None:
         password = self._read_password(parsed_args)
         actions = self.app.client_manager.qga_ext
-        server = actions.find_server(
-            parsed_args.server, all_projects=parsed_args.all_projects)
+        server = common.find_server(actions, parsed_args)
         body = {'adminPass': password, 'userName': parsed_args.user}
         if parsed_args.crypted:
             body['crypted'] = True

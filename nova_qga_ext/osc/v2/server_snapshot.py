@@ -79,8 +79,7 @@ class CreateServerSnapshot(command.ShowOne):
             self, parsed_args: argparse.Namespace
     ) -> tuple[Sequence[str], Sequence[Any]]:
         actions = self.app.client_manager.qga_ext
-        server = actions.find_server(
-            parsed_args.server, all_projects=parsed_args.all_projects)
+        server = common.find_server(actions, parsed_args)
         reply = actions.act(server, 'quiescedSnapshot', {
             'name': parsed_args.name, 'metadata': parsed_args.properties})
         info = {'id': reply['image_id'], 'name': parsed_args.name,
