@@ -161,11 +161,11 @@ class ExecResult:
     stderr_truncated: bool
 
 
-class ExecResultCache:
-    """Final exec results, kept because qemu-ga reports each one only once.
+class ExpiringCache:
+    """A bounded map whose entries expire ttl seconds after they are put.
 
-    Bounded to max_entries (oldest dropped first); entries expire after ttl
-    seconds. The lock only guards the dict, never an agent call.
+    The oldest entry is dropped first beyond max_entries. The lock only
+    guards the dict, never an agent call.
     """
 
     def __init__(self, max_entries=1024, ttl=600.0):
@@ -176,37 +176,42 @@ class ExecResultCache:
 
     def _expire(self, now):
         while self._entries:
-            key, (expires, _result) = next(iter(self._entries.items()))
+            key, (expires, _value) = next(iter(self._entries.items()))
             if expires > now:
                 break
             del self._entries[key]
 
-    def get(self, domain_uuid, pid):
+    def get(self, key):
         with self._lock:
             self._expire(time.monotonic())
-            entry = self._entries.get((domain_uuid, pid))
+            entry = self._entries.get(key)
             return entry[1] if entry else None
 
-    def put(self, domain_uuid, pid, result):
+    def put(self, key, value):
         with self._lock:
             now = time.monotonic()
             self._expire(now)
-            key = (domain_uuid, pid)
             self._entries.pop(key, None)
-            self._entries[key] = (now + self.ttl, result)
+            self._entries[key] = (now + self.ttl, value)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
-    def discard(self, domain_uuid, pid):
+    def discard(self, key):
         with self._lock:
-            self._entries.pop((domain_uuid, pid), None)
+            self._entries.pop(key, None)
 
     def __len__(self):
         with self._lock:
             return len(self._entries)
 
 
-RESULTS = ExecResultCache()
+# Final exec results by (domain uuid, pid): qemu-ga reports each only once.
+RESULTS = ExpiringCache(max_entries=1024, ttl=600.0)
+# guest-info by domain uuid, reused only for the commands it shows enabled:
+# which commands qemu-ga allows changes only when it restarts, so an exec
+# needs no extra round trip to check them (issue 7: exec within 1.2x of the
+# raw call). An error that hints at a restart drops the entry.
+AGENT_INFO = ExpiringCache(max_entries=1024, ttl=60.0)
 
 
 def _seconds(timeout):
@@ -282,15 +287,17 @@ class GuestAgent:
 
     domain may be a libvirt.virDomain or nova's tpool proxy of one; qemu is
     the libvirt_qemu module or its tpool proxy. No state is shared between
-    instances except the results cache; callers serialise per instance.
+    instances except the caches (RESULTS, AGENT_INFO by default);
+    callers serialise per instance.
     """
 
     def __init__(self, domain, timeout=10.0, *, qemu=None, results=None,
-                 max_output_bytes=16 * 1024 * 1024):
+                 agent_info=None, max_output_bytes=16 * 1024 * 1024):
         self._domain = domain
         self.timeout = timeout
         self._qemu = qemu or libvirt_qemu
         self._results = RESULTS if results is None else results
+        self._agent_info = AGENT_INFO if agent_info is None else agent_info
         self.max_output_bytes = max_output_bytes
         self._uuid = None
 
@@ -305,6 +312,8 @@ class GuestAgent:
             LOG.debug('Agent command %(command)s failed after %(elapsed).3f '
                       's: %(error)s', {'command': command, 'elapsed': elapsed,
                                        'error': type(error).__name__})
+            if isinstance(error, (AgentNotConnected, AgentCommandDisabled)):
+                self._agent_info.discard(self._domain_uuid())
             raise error from ex
         except UnicodeDecodeError as ex:
             # libvirt-python could not even build the libvirtError: the
@@ -351,8 +360,17 @@ class GuestAgent:
     def require(self, *commands):
         """guest-info, raising AgentCommandDisabled for the first command
         the guest's qemu-ga lacks or has disabled.
+
+        A guest-info that showed them all enabled is reused for a while
+        (see AGENT_INFO); a refusal is never reused, so that enabling a
+        command in the guest takes effect at the next call.
         """
+        uuid = self._domain_uuid()
+        info = self._agent_info.get(uuid)
+        if info is not None and all(map(info.is_enabled, commands)):
+            return info
         info = self.info()
+        self._agent_info.put(uuid, info)
         for command in commands:
             if command not in info.commands:
                 raise AgentCommandDisabled(
@@ -390,7 +408,7 @@ class GuestAgent:
         pid = self._call('guest-exec', arguments)['pid']
         # A kept result under this pid belongs to an earlier process (the
         # guest rebooted or its pids wrapped around).
-        self._results.discard(self._domain_uuid(), pid)
+        self._results.discard((self._domain_uuid(), pid))
         LOG.debug('guest-exec started pid %(pid)s (%(args)d arguments, '
                   '%(env)d environment entries, %(stdin)d bytes of input)',
                   {'pid': pid, 'args': len(argv) - 1, 'env': len(env or ()),
@@ -407,7 +425,7 @@ class GuestAgent:
         on every call until the kept copy expires.
         """
         uuid = self._domain_uuid()
-        result = self._results.get(uuid, pid)
+        result = self._results.get((uuid, pid))
         if result is not None:
             return result
         try:
@@ -416,7 +434,7 @@ class GuestAgent:
             if "'pid'" not in ex.kwargs['reason']:
                 raise
             # A concurrent caller may have collected the one-shot result.
-            result = self._results.get(uuid, pid)
+            result = self._results.get((uuid, pid))
             if result is None:
                 raise ExecPidUnknown(pid=pid) from ex
             return result
@@ -431,7 +449,7 @@ class GuestAgent:
             stdout_truncated=stdout_cut or bool(status.get('out-truncated')),
             stderr_truncated=stderr_cut or bool(status.get('err-truncated')))
         if result.exited:
-            self._results.put(uuid, pid, result)
+            self._results.put((uuid, pid), result)
         return result
 
     def exec_run(self, argv, env=None, stdin=b'', timeout=30.0):

@@ -54,7 +54,7 @@ class SharedGuestAgentTest(testtools.TestCase):
         super().setUp()
         self.guest = lab_fixtures.shared_guest()
         self.agent = agent.GuestAgent(self.guest.domain, timeout=10,
-                                      results=agent.ExecResultCache())
+                                      results=agent.ExpiringCache())
 
     def test_ping_and_info(self):
         self.agent.ping()
@@ -99,7 +99,7 @@ class SharedGuestAgentTest(testtools.TestCase):
 
     def test_exec_large_output_is_truncated_and_flagged(self):
         small = agent.GuestAgent(self.guest.domain, max_output_bytes=1000,
-                                 results=agent.ExecResultCache())
+                                 results=agent.ExpiringCache())
         result = small.exec_run(
             ['/bin/sh', '-c', 'head -c 5000 /dev/zero; echo short >&2'])
         self.assertEqual(b'\0' * 1000, result.stdout)
@@ -124,7 +124,7 @@ class SharedGuestAgentTest(testtools.TestCase):
         # qemu-ga has dropped the record; the client still answers.
         self.assertEqual(first, self.agent.exec_status(pid))
         fresh = agent.GuestAgent(self.guest.domain,
-                                 results=agent.ExecResultCache())
+                                 results=agent.ExpiringCache())
         ex = self.assertRaises(agent.ExecPidUnknown, fresh.exec_status, pid)
         self.assertEqual(pid, ex.kwargs['pid'])
         self.assertRaises(agent.ExecPidUnknown, self.agent.exec_status,
@@ -214,7 +214,7 @@ class SharedGuestAgentTest(testtools.TestCase):
         if monkey_patch.is_patched():
             self.assertIsNot(qemu, libvirt_qemu)
         client = agent.GuestAgent(domain, qemu=qemu,
-                                  results=agent.ExecResultCache())
+                                  results=agent.ExpiringCache())
         client.ping()
         self.assertEqual(b'ok\n', client.exec_run(['/bin/echo', 'ok']).stdout)
         self.assertEqual('thawed', client.fs_freeze_status())

@@ -87,9 +87,11 @@ class AgentTestCase(testtools.TestCase):
         self.domain = mock.Mock()
         self.domain.UUIDString.return_value = 'uuid-1'
         self.qemu = mock.Mock()
-        self.results = agent.ExecResultCache(max_entries=4, ttl=60.0)
+        self.results = agent.ExpiringCache(max_entries=4, ttl=60.0)
+        self.agent_info = agent.ExpiringCache(ttl=60.0)
         self.agent = agent.GuestAgent(self.domain, timeout=5.0,
                                       qemu=self.qemu, results=self.results,
+                                      agent_info=self.agent_info,
                                       max_output_bytes=8)
 
     def requests(self):
@@ -139,6 +141,58 @@ class TestRawCalls(AgentTestCase):
                                'guest-get-users')
         self.assertIn('not supported by the guest\'s qemu-ga 7.2.22', str(ex))
         self.assertIn('upgrade qemu-ga', str(ex))
+
+    def info_reply(self, **enabled):
+        return reply({'version': '7.2.22', 'supported_commands': [
+            {'name': name.replace('_', '-'), 'enabled': state}
+            for name, state in enabled.items()]})
+
+    def test_require_reuses_an_info_showing_the_commands_enabled(self):
+        self.qemu.qemuAgentCommand.return_value = self.info_reply(
+            guest_exec=True, guest_exec_status=True)
+        first = self.agent.require('guest-exec', 'guest-exec-status')
+        again = agent.GuestAgent(self.domain, qemu=self.qemu,
+                                 agent_info=self.agent_info)
+        self.assertIs(first, again.require('guest-exec-status'))
+        self.assertEqual(1, self.qemu.qemuAgentCommand.call_count)
+
+        self.clock.now += 60.0
+        again.require('guest-exec')
+        self.assertEqual(2, self.qemu.qemuAgentCommand.call_count)
+
+    def test_require_asks_again_after_a_refusal(self):
+        self.qemu.qemuAgentCommand.return_value = self.info_reply(
+            guest_exec=True, guest_exec_status=False)
+        self.assertRaises(agent.AgentCommandDisabled, self.agent.require,
+                          'guest-exec', 'guest-exec-status')
+        self.qemu.qemuAgentCommand.return_value = self.info_reply(
+            guest_exec=True, guest_exec_status=True)
+        self.agent.require('guest-exec', 'guest-exec-status')
+        self.assertEqual(2, self.qemu.qemuAgentCommand.call_count)
+
+    def test_errors_hinting_at_an_agent_restart_drop_the_kept_info(self):
+        for code, message in (
+                (86, NOT_CONNECTED),
+                (1, REFUSED % ('guest-exec', 'Command guest-exec has been '
+                               'disabled'))):
+            self.qemu.qemuAgentCommand.side_effect = None
+            self.qemu.qemuAgentCommand.return_value = self.info_reply(
+                guest_exec=True)
+            self.agent.require('guest-exec')
+            self.raising(code, message)
+            self.assertRaises(agent.AgentError, self.agent.exec_start,
+                              ['/bin/true'])
+            self.assertIsNone(self.agent_info.get('uuid-1'))
+
+    def test_other_errors_keep_the_info(self):
+        self.qemu.qemuAgentCommand.return_value = self.info_reply(
+            guest_exec=True)
+        self.agent.require('guest-exec')
+        self.raising(1, REFUSED % ('guest-exec', 'Failed to execute child '
+                                   "process '/nope'"))
+        self.assertRaises(agent.AgentCommandFailed, self.agent.exec_start,
+                          ['/nope'])
+        self.assertIsNotNone(self.agent_info.get('uuid-1'))
 
     def test_read_only_queries_return_agent_structures(self):
         fs = [{'name': 'vda', 'mountpoint': '/data', 'type': 'ext4'}]
@@ -380,7 +434,7 @@ class TestExec(AgentTestCase):
 
     def test_new_process_with_a_kept_pid(self):
         old = agent.ExecResult(7, True, 0, None, b'old', b'', False, False)
-        self.results.put('uuid-1', 7, old)
+        self.results.put(('uuid-1', 7), old)
         self.qemu.qemuAgentCommand.side_effect = [
             reply({'pid': 7}), self.status(**{'out-data': b64(b'new')})]
         self.assertEqual(7, self.agent.exec_start(['/bin/echo', 'new']))
@@ -398,7 +452,7 @@ class TestExec(AgentTestCase):
         kept = agent.ExecResult(7, True, 0, None, b'', b'', False, False)
 
         def collected_meanwhile(*args):
-            self.results.put('uuid-1', 7, kept)
+            self.results.put(('uuid-1', 7), kept)
             raise FakeLibvirtError(1, REFUSED % ('guest-exec-status',
                                                  "Invalid parameter 'pid'"))
         self.results.get = mock.Mock(side_effect=[None, kept])
@@ -445,7 +499,7 @@ class TestExec(AgentTestCase):
                                           False, False), result)
         self.assertLess(took, 0.51)
         self.assertLessEqual(sum(self.clock.sleeps), 0.5)
-        self.assertIsNone(self.results.get('uuid-1', 5))
+        self.assertIsNone(self.results.get(('uuid-1', 5)))
 
     def test_wait_for_a_started_pid(self):
         self.qemu.qemuAgentCommand.side_effect = [
@@ -455,42 +509,42 @@ class TestExec(AgentTestCase):
 
     def test_run_keeps_the_final_result(self):
         result, took = self.run_until(0.01)
-        self.assertEqual(result, self.results.get('uuid-1', 5))
+        self.assertEqual(result, self.results.get(('uuid-1', 5)))
 
 
-class TestExecResultCache(testtools.TestCase):
+class TestExpiringCache(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
         self.clock = FakeTime()
         self.useFixture(fixtures.MonkeyPatch('nova_qga_ext.agent.time',
                                              self.clock))
-        self.cache = agent.ExecResultCache(max_entries=2, ttl=10.0)
+        self.cache = agent.ExpiringCache(max_entries=2, ttl=10.0)
 
     def test_expiry(self):
-        self.cache.put('u', 1, 'r1')
+        self.cache.put(('u', 1), 'r1')
         self.clock.now += 9.9
-        self.assertEqual('r1', self.cache.get('u', 1))
+        self.assertEqual('r1', self.cache.get(('u', 1)))
         self.clock.now += 0.1
-        self.assertIsNone(self.cache.get('u', 1))
+        self.assertIsNone(self.cache.get(('u', 1)))
         self.assertEqual(0, len(self.cache))
 
     def test_bound_drops_the_oldest(self):
         for pid in (1, 2, 3):
-            self.cache.put('u', pid, pid)
+            self.cache.put(('u', pid), pid)
         self.assertEqual(2, len(self.cache))
-        self.assertIsNone(self.cache.get('u', 1))
-        self.assertEqual(3, self.cache.get('u', 3))
+        self.assertIsNone(self.cache.get(('u', 1)))
+        self.assertEqual(3, self.cache.get(('u', 3)))
 
     def test_concurrent_use_keeps_the_bound(self):
         self.useFixture(fixtures.MonkeyPatch('nova_qga_ext.agent.time', time))
-        cache = agent.ExecResultCache(max_entries=50, ttl=60.0)
+        cache = agent.ExpiringCache(max_entries=50, ttl=60.0)
         wrong = []
 
         def worker(n):
             for pid in range(n * 1000, n * 1000 + 500):
-                cache.put('u', pid, pid)
-                if cache.get('u', pid) not in (pid, None):
+                cache.put(('u', pid), pid)
+                if cache.get(('u', pid)) not in (pid, None):
                     wrong.append(pid)
         threads = [threading.Thread(target=worker, args=(n,))
                    for n in range(8)]
@@ -501,9 +555,10 @@ class TestExecResultCache(testtools.TestCase):
         self.assertEqual([], wrong)
         self.assertEqual(50, len(cache))
 
-    def test_default_is_process_wide(self):
-        self.assertIs(agent.RESULTS,
-                      agent.GuestAgent(mock.Mock(), qemu=mock.Mock())._results)
+    def test_defaults_are_process_wide(self):
+        guest_agent = agent.GuestAgent(mock.Mock(), qemu=mock.Mock())
+        self.assertIs(agent.RESULTS, guest_agent._results)
+        self.assertIs(agent.AGENT_INFO, guest_agent._agent_info)
 
 
 class TestSecrets(AgentTestCase):

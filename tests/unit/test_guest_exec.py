@@ -403,9 +403,11 @@ class TestEndpoint(GuestExecTestCase):
         self.driver.virtapi._compute.host = 'compute1'
         self.driver.instance_lock.side_effect = lambda instance: (
             lockutils.lock('test-%s' % instance.uuid))
+        results, agent_info = agent.ExpiringCache(), agent.ExpiringCache()
         self.driver.guest_agent.side_effect = (
             lambda instance, **options: agent.GuestAgent(
-                self.domain, results=agent.ExecResultCache(), **options))
+                self.domain, results=results, agent_info=agent_info,
+                **options))
         self.events = self.useFixture(fixtures.MockPatch(
             'nova.compute.utils.EventReporter', autospec=True)).mock
         self.endpoint = self.extension.rpc_endpoint(self.driver)
