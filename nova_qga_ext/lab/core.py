@@ -100,11 +100,13 @@ class Lab:
                                              DEFAULT_DATA_DISK_MB)
         return self.image
 
-    def data_template(self, size_mb=DEFAULT_DATA_DISK_MB):
-        """Path of an empty ext4 data disk template of size_mb MiB."""
+    def data_template(self, size_mb=DEFAULT_DATA_DISK_MB, fill_mb=0):
+        """Path of an ext4 data disk template of size_mb MiB, empty or with
+        fill_mb MiB of data in /fill.
+        """
         image = self.build_guest()
         with self._locked():
-            return lab_image.data_template(image.directory, size_mb)
+            return lab_image.data_template(image.directory, size_mb, fill_mb)
 
     def _write_libvirtd_conf(self):
         path = os.path.join(self.workdir, 'libvirtd.conf')
@@ -221,7 +223,8 @@ class Lab:
             control_socket=control_socket, memory_mb=memory_mb)
 
     def _create(self, name, agent=True, block_rpcs=(),
-                data_disk_mb=DEFAULT_DATA_DISK_MB, memory_mb=256):
+                data_disk_mb=DEFAULT_DATA_DISK_MB, data_fill_mb=0,
+                memory_mb=256):
         conn = self.connect()
         name = self.domain_name(name)
         self._destroy_domains(lambda n: n == name)
@@ -231,7 +234,7 @@ class Lab:
         with open(os.path.join(directory, 'owner'), 'w') as f:
             f.write(str(os.getpid()))
         disk = os.path.join(directory, 'data.qcow2')
-        shutil.copyfile(self.data_template(data_disk_mb), disk)
+        shutil.copyfile(self.data_template(data_disk_mb, data_fill_mb), disk)
         console_log = os.path.join(directory, 'console.log')
         control = os.path.join(directory, 'control.sock')
         if len(control) > 100:
@@ -247,9 +250,10 @@ class Lab:
         return guest
 
     def boot(self, name, *, agent=True, block_rpcs=(),
-             data_disk_mb=DEFAULT_DATA_DISK_MB, wait=True, memory_mb=256,
-             timeout=lab_guest.BOOT_TIMEOUT):
-        """Boot a transient guest with its own copy of an empty data disk.
+             data_disk_mb=DEFAULT_DATA_DISK_MB, data_fill_mb=0, wait=True,
+             memory_mb=256, timeout=lab_guest.BOOT_TIMEOUT):
+        """Boot a transient guest with its own copy of a data disk, empty
+        or with data_fill_mb MiB of data in /data/fill.
 
         name gets the lab prefix. A domain of the same name (left over by
         a crashed run) is destroyed first. With wait, returns once the
@@ -259,6 +263,7 @@ class Lab:
         return self.boot_many([dict(name=name, agent=agent,
                                     block_rpcs=block_rpcs,
                                     data_disk_mb=data_disk_mb,
+                                    data_fill_mb=data_fill_mb,
                                     memory_mb=memory_mb)],
                               wait=wait, timeout=timeout)[0]
 

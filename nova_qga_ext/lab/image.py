@@ -257,23 +257,47 @@ def _pack_initrd(root, dest):
         f.write(cpio)
 
 
-def make_data_disk(dest, size_mb):
-    """A sparse ext4 filesystem of size_mb MiB in a qcow2 file."""
+def _write_filler(path, size_mb):
+    # Random bytes: neither qemu-img nor a mirror job can skip or shrink
+    # them the way they do zeros; one random MiB repeated is as good.
+    block = os.urandom(1024 * 1024)
+    with open(path, 'wb') as f:
+        for _ in range(size_mb):
+            f.write(block)
+
+
+def make_data_disk(dest, size_mb, fill_mb=0):
+    """An ext4 filesystem of size_mb MiB in a qcow2 file.
+
+    With fill_mb, /fill holds that many MiB of random data that every copy
+    of the disk has to move; otherwise the disk is sparse.
+    """
     with tempfile.TemporaryDirectory(dir=os.path.dirname(dest)) as tmp:
         raw = os.path.join(tmp, 'data.raw')
         with open(raw, 'wb') as f:
             f.truncate(size_mb * 1024 * 1024)
-        _run(['mkfs.ext4', '-q', '-F', '-L', 'data', raw])
+        mkfs = ['mkfs.ext4', '-q', '-F', '-L', 'data']
+        if fill_mb:
+            content = os.path.join(tmp, 'content')
+            os.mkdir(content)
+            _write_filler(os.path.join(content, 'fill'), fill_mb)
+            mkfs += ['-d', content]
+        _run(mkfs + [raw])
         _run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', raw,
               dest + '.tmp'])
         os.replace(dest + '.tmp', dest)
 
 
-def data_template(image_dir, size_mb):
-    """Path of the cached empty data disk of size_mb MiB; built if needed."""
-    path = os.path.join(image_dir, 'data-%dM.qcow2' % size_mb)
+def data_template(image_dir, size_mb, fill_mb=0):
+    """Path of the cached data disk of size_mb MiB with fill_mb MiB of data
+    (see make_data_disk); built if needed.
+    """
+    name = 'data-%dM.qcow2' % size_mb
+    if fill_mb:
+        name = 'data-%dM-filled-%dM.qcow2' % (size_mb, fill_mb)
+    path = os.path.join(image_dir, name)
     if not os.path.exists(path):
-        make_data_disk(path, size_mb)
+        make_data_disk(path, size_mb, fill_mb)
     return path
 
 

@@ -125,12 +125,12 @@ class SharedGuestTest(testtools.TestCase):
 
 class BootVariantsTest(testtools.TestCase):
 
-    def test_boot_many_block_rpcs_no_agent_and_disk_size(self):
+    def test_boot_many_block_rpcs_no_agent_and_disk_size_and_fill(self):
         lab = lab_fixtures.shared_lab()
         blocked, no_agent = lab.boot_many([
             dict(name=lab_fixtures.unique_name('blocked'),
                  block_rpcs=('guest-get-time', 'guest-file-open'),
-                 data_disk_mb=64),
+                 data_disk_mb=64, data_fill_mb=3),
             dict(name=lab_fixtures.unique_name('noagent'), agent=False),
         ])
         self.addCleanup(lab.destroy, no_agent)
@@ -149,6 +149,13 @@ class BootVariantsTest(testtools.TestCase):
         size_kb = int(blocked.check_shell(
             "df -k /data | awk 'NR == 2 {print $2}'"))
         self.assertTrue(50 * 1024 < size_kb <= 64 * 1024, size_kb)
+        # 3 MiB of data that a copy cannot skip: allocated, not zeros.
+        size, used_kb, _path, nonzero = blocked.check_shell(
+            'stat -c %s /data/fill; du -k /data/fill; '
+            'head -c 65536 /data/fill | tr -d "\\000" | wc -c').split()
+        self.assertEqual(3 * 1024 * 1024, int(size))
+        self.assertGreaterEqual(int(used_kb), 3 * 1024)
+        self.assertGreater(int(nonzero), 65000)
 
         self.assertNotIn('guest_agent', no_agent.domain.XMLDesc(0))
         error = self.assertRaises(libvirt.libvirtError, no_agent.ping)
