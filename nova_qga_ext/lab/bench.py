@@ -167,46 +167,63 @@ class ComputeBench(Bench):
         # measurement starts with the host's page cache clean.
         os.sync()
 
-    def freeze_window(self, guest, size_mb, fill_mb):
-        instance = compute.lab_instance(guest)
-        ours, raw, naive, snapshots = [], [], [], []
-        for run in range(self.iterations):
-            self._dirty(guest)
-            image_id = 'snap%d-%d' % (size_mb, run)
-            window, whole = self._snapshot(instance, image_id)
-            os.unlink(self.images.path(image_id))
-            ours.append(window)
-            snapshots.append(whole)
-            self._dirty(guest)
-            raw.append(_timed(self._raw_freeze_thaw, guest))
+    def freeze_windows(self, disks):
+        """Measurement 1 on each (guest, size_mb, fill_mb) of disks.
+
+        The disks take turns, so that whatever changes on the host during
+        the run weighs on every size alike.
+        """
+        samples = collections.defaultdict(lambda: collections.defaultdict(
+            list))
+        for run in range(self.iterations * 2):
+            for guest, size_mb, _fill_mb in disks:
+                kept = samples[size_mb]
+                self._dirty(guest)
+                image_id = 'snap%d-%d' % (size_mb, run)
+                window, whole = self._snapshot(compute.lab_instance(guest),
+                                               image_id)
+                os.unlink(self.images.path(image_id))
+                kept['ours'].append(window)
+                kept['snapshot'].append(whole)
+                self._dirty(guest)
+                kept['raw'].append(_timed(self._raw_freeze_thaw, guest))
+        rows = [self._freeze_window_row(guest, size_mb, fill_mb,
+                                        samples[size_mb])
+                for guest, size_mb, fill_mb in disks]
+        self._freeze_window_spread(rows)
+
+    def _freeze_window_row(self, guest, size_mb, fill_mb, samples):
         # The data must really be in the image: the fill and a file
         # written, unsynced, right before the snapshot.
         marker = 'marker.%d' % size_mb
         guest.check_shell('echo copied > /data/%s' % marker)
         image_id = 'checked%d' % size_mb
-        self._snapshot(instance, image_id)
+        self._snapshot(compute.lab_instance(guest), image_id)
         listing = self._image_listing(image_id)
         os.unlink(self.images.path(image_id))
         fill_bytes = ' %d ' % (fill_mb * 1024 * 1024)
         copied = marker in listing and any(
             fill_bytes in line for line in listing.splitlines()
             if line.rstrip().endswith(' fill'))
+        naive = []
         for _ in range(2):
             self._dirty(guest)
             naive.append(_timed(self._naive_freeze, guest))
         row = self.record(
             1, 'freeze window, %d MiB disk (%d MiB data)' % (size_mb,
                                                              fill_mb),
-            ours, raw, '<= 2x', lambda row: copied and row['ratio'] <= 2,
+            samples['ours'], samples['raw'], '<= 2x',
+            lambda row: copied and row['ratio'] <= 2,
             note='data in the image: %s; whole snapshot %.1f s; naive '
             'freeze held across the copy: %.0f ms' % (
-                'yes' if copied else 'NO', statistics.median(snapshots) /
-                1000, statistics.median(naive)))
+                'yes' if copied else 'NO',
+                statistics.median(samples['snapshot']) / 1000,
+                statistics.median(naive)))
         row.update(size_mb=size_mb, copied=copied, naive=_summary(naive),
-                   snapshot=_summary(snapshots))
+                   snapshot=_summary(samples['snapshot']))
         return row
 
-    def freeze_window_spread(self, rows):
+    def _freeze_window_spread(self, rows):
         """How far each disk size's median window is from their mean."""
         medians = [row['ours']['median_ms'] for row in rows]
         mean = statistics.mean(medians)
@@ -531,12 +548,11 @@ def _compute_benchmarks(lab, args):
             stack.callback(lab.destroy, guest)
         bench = ComputeBench(fixture, args.iterations)
         try:
-            rows = [bench.freeze_window(guest, size, size // 2)
-                    for guest, size in zip(disk_guests, sizes)]
+            bench.freeze_windows([(guest, size, size // 2) for guest, size
+                                  in zip(disk_guests, sizes)])
         finally:
             for guest in disk_guests:
                 lab.destroy(guest)
-        bench.freeze_window_spread(rows)
         bench.guest_exec(concurrency_guests[0])
         bench.password(concurrency_guests[0])
         for argv in (_TRUE, _LATENCY_BOUND):
