@@ -314,8 +314,9 @@ class ComputeBench(Bench):
     def concurrency(self, guests, per_guest, argv):
         """Serial vs parallel execs, ours and raw libvirt's alike.
 
-        The raw speedup is what the machine allows; ours matching it shows
-        that no lock is shared between instances.
+        Raw libvirt's parallel throughput is what the machine allows; ours
+        reaching it shows that no lock is shared between instances (one
+        would hold ours at its serial rate).
         """
         instances = [compute.lab_instance(guest) for guest in guests]
 
@@ -355,8 +356,8 @@ class ComputeBench(Bench):
                  '%.2f' % (row['name'], label, row[label]['serial_per_s'],
                            row[label]['parallel_per_s'],
                            row[label]['speedup']))
-        row['ratio'] = round(row['ours']['speedup'] / row['raw']['speedup'],
-                             3)
+        row['ratio'] = round(row['ours']['parallel_per_s'] /
+                             row['raw']['parallel_per_s'], 3)
         row['met'] = row['ratio'] >= 0.9
         self.results.append(row)
         return row
@@ -514,7 +515,7 @@ def _concurrency_line(row):
         return 'speedup %.2f (%.1f -> %.1f execs/s)' % (
             side['speedup'], side['serial_per_s'], side['parallel_per_s'])
     return '| %s | %s | %s | %s | %.2f | %s | %s | parallel over serial; ' \
-        "ratio: our speedup over raw libvirt's |" % (
+        "ratio: our parallel throughput over raw libvirt's |" % (
             row['number'], row['name'], cell(row['ours']), cell(row['raw']),
             row['ratio'], row['target'], _met(row))
 
