@@ -314,11 +314,10 @@ class ComputeBench(Bench):
     def concurrency(self, guests, per_guest, argv, judged=True):
         """Serial vs parallel execs, ours and raw libvirt's alike.
 
-        Not judged, the row shows what the machine allows without a target.
-
         Raw libvirt's parallel throughput is what the machine allows; ours
         reaching it shows that no lock is shared between instances (one
-        would hold ours at its serial rate).
+        would hold ours at its serial rate). A row not judged has no
+        verdict, only its numbers.
         """
         instances = [compute.lab_instance(guest) for guest in guests]
 
