@@ -145,20 +145,6 @@ class ComputeBench(Bench):
         properties = self.images.images[image_id]['properties']
         return float(properties[qs.FREEZE_WINDOW_PROPERTY]), whole
 
-    def _image_listing(self, image_id):
-        """debugfs's listing of / in a snapshot, if it passes e2fsck."""
-        raw = self.images.path(image_id) + '.raw'
-        subprocess.run(['qemu-img', 'convert', '-f', 'qcow2', '-O', 'raw',
-                        self.images.path(image_id), raw], check=True)
-        try:
-            fsck = subprocess.run(['e2fsck', '-fn', raw],
-                                  capture_output=True)
-            listing = subprocess.run(['debugfs', '-R', 'ls -l /', raw],
-                                     capture_output=True, text=True)
-            return listing.stdout if fsck.returncode == 0 else ''
-        finally:
-            os.unlink(raw)
-
     @staticmethod
     def _dirty(guest):
         guest.check_shell(_DIRTY)
@@ -199,12 +185,10 @@ class ComputeBench(Bench):
         guest.check_shell('echo copied > /data/%s' % marker)
         image_id = 'checked%d' % size_mb
         self._snapshot(compute.lab_instance(guest), image_id)
-        listing = self._image_listing(image_id)
+        fsck = lab_cloud.fsck_image(self.images.path(image_id))
         os.unlink(self.images.path(image_id))
-        fill_bytes = ' %d ' % (fill_mb * 1024 * 1024)
-        copied = marker in listing and any(
-            fill_bytes in line for line in listing.splitlines()
-            if line.rstrip().endswith(' fill'))
+        copied = fsck.ok and marker in fsck.files and (
+            fsck.files.get('fill') == fill_mb * 1024 * 1024)
         naive = []
         for _ in range(2):
             self._dirty(guest)

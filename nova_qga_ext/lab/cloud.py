@@ -115,7 +115,7 @@ class CloudError(Exception):
 class FsckResult:
     ok: bool
     detail: str
-    files: tuple
+    files: dict  # root directory: name -> size in bytes (directories: None)
 
 
 def fsck_image(path):
@@ -125,7 +125,7 @@ def fsck_image(path):
     the root directory with debugfs.
     """
     if not os.path.isfile(path):
-        return FsckResult(False, 'no image file %s' % path, ())
+        return FsckResult(False, 'no image file %s' % path, {})
     with tempfile.TemporaryDirectory() as tmp:
         raw = os.path.join(tmp, 'image.raw')
         subprocess.run(['qemu-img', 'convert', '-U', '-O', 'raw', path,
@@ -137,8 +137,11 @@ def fsck_image(path):
                                  stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL, text=True)
     # ls -p lines: /inode/mode/uid/gid/name/size/
-    files = tuple(line.split('/')[5] for line in listing.stdout.splitlines()
-                  if line.count('/') >= 6)
+    files = {}
+    for line in listing.stdout.splitlines():
+        fields = line.split('/')
+        if len(fields) >= 7:
+            files[fields[5]] = int(fields[6]) if fields[6] else None
     summary = fsck.stdout.strip().splitlines()
     return FsckResult(fsck.returncode == 0, 'e2fsck exit code %d: %s' % (
         fsck.returncode, summary[-1] if summary else ''), files)
